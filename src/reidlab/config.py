@@ -70,14 +70,13 @@ class ModelConfig:
     gem_p: float = 3.0
     neck: Literal["bnneck", "none"] = "bnneck"
     neck_feat: Literal["before", "after"] = "after"
-    classifier: Literal["linear", "arcface"] = "linear"
-    arcface_scale: float = 30.0
-    arcface_margin: float = 0.5
 
 
 @dataclass
 class LossConfig:
-    name: str = "softmax_triplet"  # softmax, triplet, softmax_triplet, softmax_triplet_center...
+    # Terms joined by "_": softmax, triplet, center, arcface (ArcFace classifier in place of
+    # the linear one), e.g. softmax_triplet_center or softmax_arcface_triplet.
+    name: str = "softmax_triplet"
     label_smooth: float = 0.1
     triplet_margin: float = 0.3
     soft_margin: bool = False
@@ -86,6 +85,8 @@ class LossConfig:
     center_weight: float = 0.0005
     center_lr: float = 0.5
     weighting: Literal["fixed", "uncertainty"] = "fixed"
+    arcface_scale: float = 30.0
+    arcface_margin: float = 0.5
 
 
 @dataclass
@@ -117,6 +118,8 @@ class TestConfig:
     k2: int = 6
     lambda_value: float = 0.3
     max_rank: int = 50
+    # Also rank raw pixels (downsampled, L2-normalised, cosine), a floor for any model.
+    raw_pixel_baseline: bool = False
 
 
 @dataclass
@@ -202,6 +205,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reidlab.config import Config, ConfigError, load_config, save_config
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_published_recipe():
+    cfg = load_config()
+    assert (cfg.data.batch_size, cfg.data.num_instances) == (64, 4)
+    assert cfg.solver.lr == 3.5e-4 and cfg.solver.milestones == [40, 70]
+    assert cfg.loss.label_smooth == 0.1 and cfg.loss.triplet_margin == 0.3
+    assert cfg.data.train == ["synthetic"]
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = write(tmp_path, "solver:\n  lr: 0.01\n  milestones: [5, 8]\nmodel:\n  backbone: resnet18\n")
+    cfg = load_config(path, ["solver.lr=1e-3", "data.train=[market1501, dukemtmc]",
+                             "test.flip=true", "model.pretrained=null"])
+    assert cfg.solver.lr == 1e-3  # the override wins
+    assert cfg.solver.milestones == [5, 8]
+    assert cfg.model.backbone == "resnet18"
+    assert cfg.data.train == ["market1501", "dukemtmc"]
+    assert cfg.test.flip is True
+    assert cfg.model.pretrained is None
+
+
+def test_int_accepted_where_float_expected_and_tuple_converted():
+    cfg = load_config(None, ["solver.lr=1", "augment.erasing_area=[0.1, 0.5]"])
+    assert isinstance(cfg.solver.lr, float) and cfg.solver.lr == 1.0
+    assert cfg.augment.erasing_area == (0.1, 0.5)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("solver.lrr=0.1", ["solver.lrr", "'lr'"]),
+        ("slover.lr=0.1", ["slover", "'solver'"]),
+        ("data.batch_size=64.5", ["data.batch_size", "integer", "64.5"]),
+        ("solver.lr=fast", ["solver.lr", "number", "fast"]),
+        ("test.flip=yes please", ["test.flip", "true or false"]),
+        ("model.pooling=max", ["model.pooling", "'avg'", "'gem'"]),
+        ("augment.erasing_area=[0.1]", ["augment.erasing_area", "2 values"]),
+        ("solver", ["key.sub=value"]),
+    ],
+)
+def test_errors_name_the_key(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_error_names_the_file(tmp_path):
+    path = write(tmp_path, "solver:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"solver\.epoch.*'epochs'.*c\.yaml"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = write(tmp_path, "solver: [1, 2\n", "bad.yaml")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_base_inheritance(tmp_path):
+    write(tmp_path, "solver:\n  lr: 0.5\n  epochs: 7\n", "base.yaml")
+    child = write(tmp_path, "_base_: base.yaml\nsolver:\n  epochs: 9\n", "child.yaml")
+    cfg = load_config(child)
+    assert (cfg.solver.lr, cfg.solver.epochs) == (0.5, 9)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["seed=3", "data.roots={market1501: /x}", "augment.pad=4"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["seed"] == 3
+    assert isinstance(again, Config)
+
+
+def test_every_shipped_config_loads():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.rglob("*.yaml"))
+    assert files, "configs/ holds no YAML file"
+    for path in files:
+        load_config(path)
