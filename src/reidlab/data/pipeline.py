@@ -19,14 +19,10 @@ from reidlab.data.transforms import build_transforms
 
 
 def dataset_root(cfg: DataConfig, name: str) -> Path:
-    """``data.roots[name]`` if given; else under ``data.root`` (the synthetic set gets a
-    folder named after its generation parameters, so different settings never clash)."""
-    if name in cfg.roots:
-        return Path(cfg.roots[name])
-    if name == "synthetic":
-        s = cfg.synthetic
-        return Path(cfg.root) / f"synthetic-{s.domain}-seed{s.seed}-ids{s.ids}"
-    return Path(cfg.root)
+    """``data.roots[name]`` if given, else ``data.root`` (each parser finds its official
+    folder below it; the synthetic set is generated into a folder named after its
+    parameters)."""
+    return Path(cfg.roots.get(name, cfg.root))
 
 
 def load_named(cfg: DataConfig, name: str) -> ReIDDataset:

@@ -1,0 +1,57 @@
+"""The built-in synthetic dataset: procedurally rendered pedestrians in Market-1501 layout.
+
+The images are written by :func:`reidlab.data.synthetic.generate` (on first use) and then
+read by the Market-1501 parser, so the synthetic dataset exercises the same code path as
+real data. Each domain (``"a"``, ``"b"``, ...) is a different rendering style, which makes
+a source/target pair for domain adaptation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reidlab.data.datasets.market1501 import parse_market1501
+from reidlab.data.records import ReIDDataset
+from reidlab.registry import DATASETS
+
+MANIFEST = "synthetic.json"
+
+
+def synthetic_dir(root: str | Path, *, ids: int, seed: int, domain: str) -> Path:
+    """The folder of one synthetic generation.
+
+    ``root`` itself when it holds a generation (a ``synthetic.json`` manifest), else the
+    subfolder ``synthetic-{domain}-{ids}ids-seed{seed}`` of ``root``, so that a data folder
+    shared with real datasets never receives a Market-1501 layout at its top level, and
+    generations with different settings never overwrite each other.
+    """
+    root = Path(root).expanduser()
+    if (root / MANIFEST).is_file():
+        return root
+    return root / f"synthetic-{domain}-{ids}ids-seed{seed}"
+
+
+@DATASETS.register("synthetic")
+def synthetic(root: str | Path, ids: int = 160, seed: int = 0, domain: str = "a") -> ReIDDataset:
+    """The synthetic dataset, generated under ``root`` unless a matching one is there.
+
+    Args:
+        root: a generation's folder, or the folder to hold it (see :func:`synthetic_dir`).
+        ids: identities in total, half for training and half for testing.
+        seed: the random seed of the generator.
+        domain: the rendering style; the records' domain is ``f"synthetic-{domain}"``.
+
+    Returns:
+        The splits as parsed by the Market-1501 parser (camera and pid ranges unchecked,
+        since they depend on the generator's settings).
+    """
+    # Imported on use: the parsers stay importable without the renderer, and no import
+    # cycle runs through reidlab.data.
+    from reidlab.data import synthetic as generator
+
+    folder = synthetic_dir(root, ids=ids, seed=seed, domain=domain)
+    # ``generate`` returns at once when ``folder`` already holds this generation.
+    generator.generate(folder, num_ids=ids, seed=seed, domain=domain)
+    return parse_market1501(
+        folder.resolve(), name=f"synthetic-{domain}", num_cameras=None, max_pid=None
+    )
