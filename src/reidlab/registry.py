@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable[..., object])
 
@@ -58,6 +58,6 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
-BACKBONES: Registry[Callable[..., object]] = Registry("backbone")
-DATASETS: Registry[Callable[..., object]] = Registry("dataset")
-LOSSES: Registry[Callable[..., object]] = Registry("loss")
+BACKBONES: Registry[Callable[..., Any]] = Registry("backbone")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
+LOSSES: Registry[Callable[..., Any]] = Registry("loss")

@@ -192,10 +192,10 @@ def train(cfg: Config) -> RunResult:
     if cfg.model.weights:
         load_model_weights(model, cfg.model.weights)
     objective = build_objective(cfg.loss, data.num_classes, model.feat_dim).to(device)
-    main_params = list(model.named_parameters())
-    if objective.weighting is not None:
-        main_params += [(f"weighting.{n}", p) for n, p in objective.weighting.named_parameters()]
-    optimizer = build_optimizer(main_params, cfg.solver)
+    optimizer = build_optimizer(model.named_parameters(), cfg.solver)
+    if objective.weighting is not None:  # learned loss weights: no weight decay
+        optimizer.add_param_group({"params": list(objective.weighting.parameters()),
+                                   "lr": cfg.solver.lr, "weight_decay": 0.0})
     centers = [p for m in objective.center_modules() for p in m.parameters()]
     center_optimizer = torch.optim.SGD(centers, lr=cfg.loss.center_lr) if centers else None
     scheduler = build_scheduler(optimizer, cfg.solver)
