@@ -90,3 +90,17 @@ def test_resume_gives_the_uninterrupted_result(tiny_synthetic, tmp_path):
 def test_cli_reports_config_errors(capsys):
     assert main(["train", "solver.lrr=0.1"]) == 2
     assert "solver.lrr" in capsys.readouterr().err
+
+
+def test_cli_visualize_writes_pictures(tiny_synthetic, tmp_path):
+    run = tmp_path / "run"
+    train(load_config(None, tiny_overrides(tiny_synthetic, run, epochs=1)))
+    out = tmp_path / "test"
+    args = ["test", *tiny_overrides(tiny_synthetic, out), f"model.weights={run}", "--visualize", "3"]
+    assert main(args) == 0
+    grids = sorted((out / "pictures" / "synthetic-a").rglob("*.png"))
+    assert len(grids) == 3
+    page = (out / "pictures" / "synthetic-a" / "index.html").read_text()
+    assert page.count("<img") >= 3
+    assert (out / "cmc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(out.glob("events.out.tfevents.*"))

@@ -75,6 +75,8 @@ class RunResult:
     metrics: dict[str, dict[str, float]]
     history: list[dict[str, Any]] = field(default_factory=list)
     features: dict[str, Features] = field(default_factory=dict)
+    cmc: dict[str, np.ndarray] = field(default_factory=dict)
+    test_sets: list[TestSet] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -137,17 +139,19 @@ def load_model_weights(model: nn.Module, path: str) -> None:
 def evaluate_sets(
     model: nn.Module, test_sets: list[TestSet], cfg: Config, device: torch.device, amp: bool,
     keep_features: bool = False,
-) -> tuple[dict[str, dict[str, float]], dict[str, Features]]:
-    """One evaluation per test set: ``{name: {mAP, rank1, rank5, rank10, mINP, mean}}``."""
-    metrics, features = {}, {}
+) -> tuple[dict[str, dict[str, float]], dict[str, Features], dict[str, np.ndarray]]:
+    """One evaluation per test set: ``{name: {mAP, rank1, rank5, rank10, mINP, mean}}``,
+    the features (when asked) and the CMC curves."""
+    metrics, features, cmc = {}, {}, {}
     for ts in test_sets:
         engine, metric = build_evaluator(model, ts.num_query, cfg.test, device, amp)
         ProgressBar(persist=False, desc=f"eval {ts.name}").attach(engine)
         engine.run(ts.loader)
         metrics[ts.name] = engine.state.metrics["reid"]
+        cmc[ts.name] = np.asarray(metric.last_result.cmc)
         if keep_features:
             features[ts.name] = metric.features()
-    return metrics, features
+    return metrics, features, cmc
 
 
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
@@ -237,7 +241,7 @@ def train(cfg: Config) -> RunResult:
     started = time.time()
 
     def run_eval(engine: Engine) -> None:
-        metrics, _ = evaluate_sets(model, test_sets, cfg, device, amp)
+        metrics, _, _ = evaluate_sets(model, test_sets, cfg, device, amp)
         epoch = engine.state.epoch
         log_metrics(tb, metrics, epoch)
         history.append({"epoch": epoch, "metrics": metrics})
@@ -290,6 +294,6 @@ def test(cfg: Config, keep_features: bool = False) -> RunResult:
                                       for n in (cfg.data.test or cfg.data.train)])
     model = build_model(cfg.model, 0, arcface=False, loss=cfg.loss).to(device)
     load_model_weights(model, cfg.model.weights)
-    metrics, features = evaluate_sets(model, test_sets, cfg, device, amp, keep_features)
+    metrics, features, cmc = evaluate_sets(model, test_sets, cfg, device, amp, keep_features)
     write_json(run.metrics, metrics)
-    return RunResult(run.path, metrics, features=features)
+    return RunResult(run.path, metrics, features=features, cmc=cmc, test_sets=test_sets)
