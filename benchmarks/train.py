@@ -15,8 +15,9 @@ import argparse
 import time
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
+from reidlab.cli import split_config_args
 from reidlab.config import load_config
 from reidlab.data.pipeline import build_test_sets, build_train_data, load_named
 from reidlab.engine.evaluator import build_evaluator
@@ -28,11 +29,12 @@ from reidlab.models.build import build_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("config", nargs="?", default="configs/synthetic/bot.yaml")
+    parser.add_argument("args", nargs="*", metavar="CONFIG|key=value",
+                        help="config file (default configs/synthetic/bot.yaml) and overrides")
     parser.add_argument("--iters", type=int, default=20, help="timed training iterations")
-    parser.add_argument("overrides", nargs="*")
-    ns = parser.parse_args()
-    cfg = load_config(ns.config, ns.overrides)
+    ns = parser.parse_intermixed_args()
+    config, overrides = split_config_args(ns.args)
+    cfg = load_config(config or "configs/synthetic/bot.yaml", overrides)
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -50,7 +52,7 @@ def main() -> None:
     trainer = Engine(step)
     times: list[float] = []
 
-    @trainer.on("iteration_completed")
+    @trainer.on(Events.ITERATION_COMPLETED)
     def _tick(engine: Engine) -> None:
         times.append(time.perf_counter())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from reidlab.config import ConfigError, load_config
 
 
-def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
+def split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
     """``[CONFIG.yaml] [key=value ...]``: the first argument without ``=`` is the config."""
     config = None
     overrides = []
@@ -27,7 +27,7 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 def cmd_train(ns: argparse.Namespace) -> int:
     from reidlab.engine.run import format_table, train
 
-    cfg = load_config(*_split_config_args(ns.args))
+    cfg = load_config(*split_config_args(ns.args))
     result = train(cfg)
     print(format_table(result.metrics))
     print(f"run directory: {result.run_dir}")
@@ -37,7 +37,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def cmd_test(ns: argparse.Namespace) -> int:
     from reidlab.engine.run import format_table, test
 
-    cfg = load_config(*_split_config_args(ns.args))
+    cfg = load_config(*split_config_args(ns.args))
     result = test(cfg, keep_features=ns.visualize > 0)
     if ns.visualize > 0:
         from reidlab.engine.pictures import write_pictures
