@@ -1,4 +1,4 @@
-"""The ``reidlab`` command: train, test, synth, data info, models, report."""
+"""The ``reidlab`` command: train, test, synth, data info, models, report, sweep."""
 
 from __future__ import annotations
 
@@ -61,7 +61,11 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
     from reidlab.data.datasets import dataset_info, format_info_table
 
     info = dataset_info(ns.dataset, ns.root)
-    print(json.dumps(info, indent=2) if ns.json else format_info_table(info))
+    if ns.json:  # the papers' three columns; junk and distractors are in the text table
+        keys = ("ids", "images", "cameras")
+        print(json.dumps({s: {k: v[k] for k in keys} for s, v in info.items()}, indent=2))
+    else:
+        print(format_info_table(info))
     return 0
 
 
@@ -84,6 +88,29 @@ def cmd_models(ns: argparse.Namespace) -> int:
         for name, count in counts.items():
             print(f"{name:<{width}}  {count:>12,}")
     return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from reidlab.report import build_report
+
+    print(build_report(Path(ns.runs_dir), markdown=ns.markdown))
+    return 0
+
+
+def cmd_sweep(ns: argparse.Namespace) -> int:
+    from reidlab.report import build_report
+    from reidlab.sweep import summary, sweep
+
+    result = sweep(Path(ns.config_dir), Path(ns.out) if ns.out else None, ns.overrides,
+                   keep_state=ns.keep_state, echo=lambda line: print(line, flush=True))
+    print(summary(result))
+    for outcome in result.failed:
+        print(f"failed: {outcome.name}: {outcome.detail}")
+    try:
+        print(build_report(result.runs_dir, markdown=ns.markdown))
+    except FileNotFoundError as err:
+        print(f"reidlab: no table: {err}", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,11 +147,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load", nargs=2, metavar=("NAME", "CHECKPOINT"))
     p.set_defaults(fn=cmd_models)
 
+    p = sub.add_parser("report", help="the notebook table from run directories: reidlab "
+                                      "report RUNS_DIR [--markdown]")
+    p.add_argument("runs_dir", metavar="RUNS_DIR",
+                   help="folder searched recursively for runs (config.yaml + metrics.json)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("sweep", help="train every YAML under a folder, then report: reidlab "
+                                     "sweep CONFIG_DIR [--out RUNS_DIR] [key.sub=value ...]")
+    p.add_argument("config_dir", metavar="CONFIG_DIR",
+                   help="folder of experiment YAML files (base.yaml and _*.yaml are skipped)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="overrides applied to every file")
+    p.add_argument("--out", metavar="RUNS_DIR",
+                   help="where the runs go (default: runs/ + the folder's path below configs/)")
+    p.add_argument("--keep-state", action="store_true",
+                   help="keep each finished run's full training state (only needed to resume)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.set_defaults(fn=cmd_sweep)
+
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    # argparse cannot take positionals after an option (`sweep DIR --out X a=b`); key=value
+    # pairs left over go to the command's overrides, where it has them.
+    if extra:
+        if not hasattr(ns, "overrides") or not all("=" in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        ns.overrides = [*ns.overrides, *extra]
     try:
         return int(ns.fn(ns))
     except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:

@@ -15,7 +15,9 @@ from reidlab.registry import BACKBONES
 
 FAMILIES = ("resnet50", "resnet101", "resnext101_32x8d")
 PREFIXES = ("", "se_", "ibn_a_", "ibn_b_", "se_ibn_a_", "se_ibn_b_")
-EXPECTED_NAMES = {"resnet18", "resnet34"} | {p + f for p in PREFIXES for f in FAMILIES}
+EXPECTED_NAMES = {"resnet18", "resnet18_w32", "resnet34"} | {
+    p + f for p in PREFIXES for f in FAMILIES
+}
 
 # Published parameter counts with the 1000-way ImageNet classifier.
 PUBLISHED = {
@@ -55,7 +57,7 @@ def test_forward_backward_and_shapes(name):
     model = BACKBONES.get(name)(last_stride=1, **kwargs)
     x = torch.randn(2, 3, 64, 32)
     y = model(x)
-    c = 512 if name in ("resnet18", "resnet34") else 2048
+    c = {"resnet18": 512, "resnet34": 512, "resnet18_w32": 256}.get(name, 2048)
     assert y.shape == (2, c, 4, 2)
     y.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
@@ -73,6 +75,23 @@ def test_build_backbone_default_last_stride():
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_published_parameter_counts(name):
     assert parameter_count(name) == PUBLISHED[name]
+
+
+def test_half_width_resnet18_counted_by_hand():
+    """ResNet-18 with 32 base channels and a 1000-class fc, counted layer by layer."""
+    conv3 = lambda i, o: 9 * i * o  # noqa: E731
+    bn = lambda c: 2 * c  # noqa: E731
+    stem = 49 * 3 * 32 + bn(32)
+    total = stem
+    c_in = 32
+    for c in (32, 64, 128, 256):
+        first = conv3(c_in, c) + conv3(c, c) + 2 * bn(c)
+        if c != c_in:
+            first += c_in * c + bn(c)  # 1x1 downsample
+        total += first + 2 * conv3(c, c) + 2 * bn(c)
+        c_in = c
+    total += 256 * 1000 + 1000
+    assert parameter_count("resnet18_w32") == total == 3_055_880
 
 
 def _se_params(layers, bias):

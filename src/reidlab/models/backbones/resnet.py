@@ -47,6 +47,8 @@ class ResNet(nn.Module):
         layers: blocks in layer1..layer4.
         groups: groups of the bottleneck 3x3 convolution (ResNeXt cardinality).
         width_per_group: bottleneck width per group at planes = 64.
+        base_width: channels of the stem and of layer1; layer i has ``base_width * 2**i``
+            planes (64 in every published ResNet; smaller for CPU-sized experiments).
         se: add Squeeze-and-Excitation to every block.
         se_reduction: SE reduction ratio.
         se_bias: SE layers with biases (Cadene SENet) or without (IBN-Net SE-ResNet-IBN).
@@ -72,6 +74,7 @@ class ResNet(nn.Module):
         layers: tuple[int, int, int, int] = (3, 4, 6, 3),
         groups: int = 1,
         width_per_group: int = 64,
+        base_width: int = 64,
         se: bool = False,
         se_reduction: int = 16,
         se_bias: bool = True,
@@ -99,9 +102,11 @@ class ResNet(nn.Module):
         self.last_stride = last_stride
         expansion = Bottleneck.expansion if block == "bottleneck" else BasicBlock.expansion
 
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(3, base_width, 7, 2, 3, bias=False)
         self.bn1: nn.Module = (
-            nn.InstanceNorm2d(64, affine=True) if ibn == "b" else nn.BatchNorm2d(64)
+            nn.InstanceNorm2d(base_width, affine=True)
+            if ibn == "b"
+            else nn.BatchNorm2d(base_width)
         )
         pad = 0 if stem_pool_ceil_mode else 1
         self.maxpool = nn.MaxPool2d(3, 2, padding=pad, ceil_mode=stem_pool_ceil_mode)
@@ -111,9 +116,10 @@ class ResNet(nn.Module):
         if block == "bottleneck":
             block_cls = Bottleneck
             shared.update(groups=groups, width_per_group=width_per_group, stride_in=stride_in)
-        in_channels = 64
+        in_channels = base_width
         stages: list[nn.Sequential] = []
-        config = zip((64, 128, 256, 512), layers, (1, 2, 2, last_stride), strict=True)
+        widths = [base_width * 2**i for i in range(4)]
+        config = zip(widths, layers, (1, 2, 2, last_stride), strict=True)
         for i, (planes, n, stride) in enumerate(config):
             out_channels = planes * expansion
             blocks: list[nn.Module] = []
@@ -193,6 +199,13 @@ def _build(*parts: dict[str, Any], **kwargs: Any) -> ResNet:
 @BACKBONES.register("resnet18")
 def resnet18(**kw: Any) -> ResNet:
     return _build(_R18, **kw)
+
+
+@BACKBONES.register("resnet18_w32")
+def resnet18_w32(**kw: Any) -> ResNet:
+    """ResNet-18 at half width (32 stem channels, 256 output channels): a CPU-sized network
+    trained from scratch by the synthetic configs; no public weights exist for it."""
+    return _build(_R18, base_width=32, **kw)
 
 
 @BACKBONES.register("resnet34")
