@@ -21,7 +21,8 @@ def test_defaults_are_the_published_recipe():
 
 
 def test_yaml_and_overrides(tmp_path):
-    path = write(tmp_path, "solver:\n  lr: 0.01\n  milestones: [5, 8]\nmodel:\n  backbone: resnet18\n")
+    text = "solver:\n  lr: 0.01\n  milestones: [5, 8]\nmodel:\n  backbone: resnet18\n"
+    path = write(tmp_path, text)
     cfg = load_config(path, ["solver.lr=1e-3", "data.train=[market1501, dukemtmc]",
                              "test.flip=true", "model.pretrained=null"])
     assert cfg.solver.lr == 1e-3  # the override wins

@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reidlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model: reidlab train [CONFIG.yaml] [key.sub=value ...]")
+    p = sub.add_parser("train",
+                       help="train a model: reidlab train [CONFIG.yaml] [key.sub=value ...]")
     p.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     p.set_defaults(fn=cmd_train)
 

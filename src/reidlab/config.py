@@ -130,6 +130,11 @@ class NotebookConfig:
     tricks: str | None = None
     map: float | None = None  # published mAP in percent
     rank1: float | None = None  # published rank-1 in percent
+    # Published mean in percent, as the notebook lists it (not always (mAP + rank-1) / 2).
+    mean: float | None = None
+    # The dataset the published figures are for, when it is not the run's own (the
+    # synthetic twin of a Market-1501 row names market1501); None: the run's dataset.
+    dataset: str | None = None
 
 
 @dataclass
@@ -190,7 +195,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -199,7 +205,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
+        return _build(typing.cast(type, tp), value, key)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")

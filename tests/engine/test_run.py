@@ -96,7 +96,8 @@ def test_cli_visualize_writes_pictures(tiny_synthetic, tmp_path):
     run = tmp_path / "run"
     train(load_config(None, tiny_overrides(tiny_synthetic, run, epochs=1)))
     out = tmp_path / "test"
-    args = ["test", *tiny_overrides(tiny_synthetic, out), f"model.weights={run}", "--visualize", "3"]
+    args = ["test", *tiny_overrides(tiny_synthetic, out), f"model.weights={run}",
+            "--visualize", "3"]
     assert main(args) == 0
     grids = sorted((out / "pictures" / "synthetic-a").rglob("*.png"))
     assert len(grids) == 3

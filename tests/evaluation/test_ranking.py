@@ -125,3 +125,10 @@ def test_errors() -> None:
     bad[:] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         rank(bad, q_pids, g_pids, q_camids, g_camids)
+
+
+def test_memory_mapped_distmat(tmp_path, full_sort_rank) -> None:
+    distmat, *labels = random_case(9, levels=None)
+    np.save(tmp_path / "d.npy", distmat)
+    mapped = np.load(tmp_path / "d.npy", mmap_mode="r")
+    assert_same(rank(mapped, *labels, chunk_size=7), full_sort_rank(distmat, *labels))

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 from ignite.metrics import Metric
-from torch import nn
 
 from reidlab.config import TestConfig
 from reidlab.evaluation import evaluate
+from reidlab.models.reid import ReIDModel
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Features:
     num_query: int
 
 
-def make_eval_step(model: nn.Module, device: torch.device, flip: bool, normalize: bool, amp: bool):
+def make_eval_step(model: ReIDModel, device: torch.device, flip: bool, normalize: bool, amp: bool):
     """Process function: images -> test embeddings, averaged with the flipped image if asked."""
 
     def step(engine: Engine, batch: Sequence[torch.Tensor]):
@@ -101,7 +101,7 @@ class ReIDMetric(Metric):
 
 
 def build_evaluator(
-    model: nn.Module, num_query: int, cfg: TestConfig, device: torch.device, amp: bool
+    model: ReIDModel, num_query: int, cfg: TestConfig, device: torch.device, amp: bool
 ) -> tuple[Engine, ReIDMetric]:
     """An evaluator engine whose ``state.metrics['reid']`` holds the metric dict after a run."""
     engine = Engine(make_eval_step(model, device, cfg.flip, cfg.feat_norm, amp))

@@ -4,6 +4,7 @@ learning-rate schedule and NaN guard."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -67,11 +68,16 @@ def log_metrics(tb: TensorboardLogger, metrics: dict[str, dict[str, float]], epo
 
 
 def attach_checkpoints(
-    trainer: Engine, to_save: dict, model: torch.nn.Module, dirname: Path, period: int
+    trainer: Engine,
+    to_save: dict,
+    model: torch.nn.Module,
+    dirname: Path,
+    period: int,
+    best_score: Callable[[], float],
 ) -> Checkpoint:
     """Save the full training state after every epoch (the last one kept, for resume) and the
     model weights every ``period`` epochs (all kept). Returns the handler that saves the best
-    model; the caller fires it after each evaluation."""
+    model by ``best_score()``; the caller fires it after each evaluation that improves it."""
     saver = DiskSaver(str(dirname), require_empty=False)
     step = global_step_from_engine(trainer)
     last = Checkpoint(to_save, saver, filename_prefix=CHECKPOINT_PREFIX, n_saved=1,
@@ -84,7 +90,7 @@ def attach_checkpoints(
         {"model": model},
         saver,
         filename_prefix=BEST_PREFIX,
-        score_function=lambda engine: engine.state.best_score,
+        score_function=lambda _: best_score(),
         score_name="mean",
         n_saved=1,
         global_step_transform=step,

@@ -37,6 +37,7 @@ from reidlab.engine.optim import build_optimizer, build_scheduler
 from reidlab.engine.trainer import make_train_step
 from reidlab.losses.objective import build_objective, uses_arcface
 from reidlab.models.build import build_model
+from reidlab.models.reid import ReIDModel
 
 log = logging.getLogger("reidlab")
 
@@ -137,7 +138,7 @@ def load_model_weights(model: nn.Module, path: str) -> None:
 
 
 def evaluate_sets(
-    model: nn.Module, test_sets: list[TestSet], cfg: Config, device: torch.device, amp: bool,
+    model: ReIDModel, test_sets: list[TestSet], cfg: Config, device: torch.device, amp: bool,
     keep_features: bool = False,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Features], dict[str, np.ndarray]]:
     """One evaluation per test set: ``{name: {mAP, rank1, rank5, rank10, mINP, mean}}``,
@@ -207,7 +208,7 @@ def train(cfg: Config) -> RunResult:
 
     trainer = Engine(make_train_step(model, objective, optimizer, device, center_optimizer,
                                      cfg.loss.center_weight, scaler, amp))
-    trainer.state.best_score = float("-inf")
+    best = {"mean": float("-inf")}  # best `mean` on the first test set so far
     to_save: dict[str, Any] = {"model": model, "objective": objective, "optimizer": optimizer,
                                "scheduler": scheduler, "scaler": scaler, "trainer": trainer}
     if center_optimizer is not None:
@@ -220,7 +221,7 @@ def train(cfg: Config) -> RunResult:
     attach_lr_schedule(trainer, scheduler)
     tb = attach_tensorboard(trainer, optimizer, run.path, cfg.solver.log_period)
     save_best = attach_checkpoints(trainer, to_save, model, run.checkpoints,
-                                   cfg.solver.checkpoint_period)
+                                   cfg.solver.checkpoint_period, lambda: best["mean"])
 
     @trainer.on(Events.EPOCH_STARTED)
     def _seed_epoch(engine: Engine) -> None:
@@ -233,7 +234,7 @@ def train(cfg: Config) -> RunResult:
         Checkpoint.load_objects(to_load=to_save, checkpoint=state)
         if run.history.exists():
             history = json.loads(run.history.read_text())["epochs"]
-        trainer.state.best_score = max(
+        best["mean"] = max(
             [h["metrics"][test_sets[0].name]["mean"] for h in history], default=float("-inf")
         )
         log.info("resumed from %s at epoch %d", source, trainer.state.epoch)
@@ -247,8 +248,8 @@ def train(cfg: Config) -> RunResult:
         history.append({"epoch": epoch, "metrics": metrics})
         score = metrics[test_sets[0].name]["mean"]
         log.info("epoch %d\n%s", epoch, format_table(metrics))
-        if score > engine.state.best_score:
-            engine.state.best_score = score
+        if score > best["mean"]:
+            best["mean"] = score
             save_best(engine)
         write_json(run.metrics, metrics)
         write_json(run.history, {"epochs": history})

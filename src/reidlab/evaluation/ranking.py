@@ -93,6 +93,15 @@ def _candidate_places(
     return place[at]
 
 
+def _comparable(d: np.ndarray) -> np.ndarray:
+    """float16 as float32 and integers as int64 (exact, same order); others unchanged."""
+    if d.dtype.kind == "f":
+        return d.astype(np.float32) if d.itemsize < 4 else d
+    if d.dtype.kind in "iub":
+        return d.astype(np.int64, copy=False)
+    raise TypeError(f"distmat: expected a numeric array, got dtype {d.dtype}")
+
+
 class Ranker:
     """Accumulates the metrics of query chunks (``update``) and reports them (``compute``).
 
@@ -136,11 +145,11 @@ class Ranker:
         self.first = np.full(self.num_q, -1, dtype=np.int64)  # -1: no valid match / not seen
         self._scratch = [np.empty(0, dtype=bool)]
 
-    def update(self, dist: torch.Tensor, start: int) -> None:
+    def update(self, dist: ArrayLike, start: int) -> None:
         """Rank one chunk: ``dist`` (B, G) holds the distances of queries ``start .. start+B``.
 
-        The chunk's comparison pass runs where ``dist`` lives (CPU or GPU); the few
-        candidates it leaves are ordered with numpy.
+        On CPU the work is numpy; on a GPU the chunk's comparison pass runs there and only
+        the few candidates it leaves come back to be ordered.
         """
         b, g = dist.shape
         if g != self.num_g or start + b > self.num_q:
@@ -148,11 +157,6 @@ class Ranker:
                 f"distance chunk of shape {tuple(dist.shape)} at query {start} does not fit "
                 f"{self.num_q} queries x {self.num_g} gallery images"
             )
-        if dist.dtype in (torch.float16, torch.bfloat16):
-            dist = dist.float()
-        elif not dist.dtype.is_floating_point:
-            dist = dist.to(torch.int64)
-        dist = dist.to(self.dev).contiguous()
         q = slice(start, start + b)
         width = int(self.run_len[q].max(initial=0))
         if width == 0:
@@ -165,7 +169,16 @@ class Ranker:
         num_pos = pos.sum(1)
         if not num_pos.any():
             return
-        pos_d = dist.gather(1, torch.from_numpy(cols).to(self.dev)).cpu().numpy()
+        if self.dev.type == "cpu":
+            d = dist.detach().cpu().numpy() if isinstance(dist, torch.Tensor) else dist
+            d = np.ascontiguousarray(_comparable(d))
+            pos_d = np.take_along_axis(d, cols, 1)
+        else:
+            dist_t = as_tensor(dist, "distmat").to(self.dev)
+            if dist_t.dtype in (torch.float16, torch.bfloat16):
+                dist_t = dist_t.float()
+            dist_t = dist_t.contiguous()
+            pos_d = dist_t.gather(1, torch.from_numpy(cols).to(self.dev)).cpu().numpy()
         if np.isnan(pos_d[pos]).any():
             raise ValueError(
                 f"distances of queries {start}..{start + b - 1} to their true matches are NaN"
@@ -173,14 +186,13 @@ class Ranker:
         low = np.finfo(pos_d.dtype).min if pos_d.dtype.kind == "f" else np.iinfo(pos_d.dtype).min
         thr = np.where(pos, pos_d, low).max(1)  # each query's last true match
         # every gallery image no farther than the last true match, (row, column) order
-        if dist.device.type == "cpu":
-            d = dist.numpy()
+        if self.dev.type == "cpu":
             flat = le_nonzero(d, thr[:, None], self._scratch)
             vals = d.reshape(-1)[flat]
         else:
             thr_t = torch.from_numpy(thr).to(self.dev)[:, None]
-            flat_t = torch.nonzero((dist <= thr_t).view(-1)).squeeze(1)
-            flat, vals = flat_t.cpu().numpy(), dist.view(-1)[flat_t].cpu().numpy()
+            flat_t = torch.nonzero((dist_t <= thr_t).view(-1)).squeeze(1)
+            flat, vals = flat_t.cpu().numpy(), dist_t.view(-1)[flat_t].cpu().numpy()
         keep = np.ones(len(flat), dtype=bool)
         if self.junk is not None:
             keep &= ~self.junk[flat % g]
@@ -251,7 +263,8 @@ def rank(
     no farther than its last true match are gathered and ordered.
 
     Args:
-        distmat: (Q, G) distances, numpy or torch (CPU or GPU); smaller is closer.
+        distmat: (Q, G) distances, numpy (a memory map works: it is read chunk by chunk)
+            or torch (CPU or GPU); smaller is closer.
         q_pids, q_camids: (Q,) query identities and cameras.
         g_pids, g_camids: (G,) gallery identities and cameras.
         max_rank: length of the returned CMC curve.
@@ -266,9 +279,9 @@ def rank(
         ValueError: mismatched lengths, NaN distances to a true match, or no query with a
             valid match.
     """
-    d = as_tensor(distmat, "distmat")
+    d = distmat if isinstance(distmat, (np.ndarray, torch.Tensor)) else np.asarray(distmat)
     ranker = Ranker(q_pids, g_pids, q_camids, g_camids, max_rank, device)
-    if d.dim() != 2 or d.shape != (ranker.num_q, ranker.num_g):
+    if tuple(d.shape) != (ranker.num_q, ranker.num_g):
         raise ValueError(
             f"distmat has shape {tuple(d.shape)} but there are {ranker.num_q} query and "
             f"{ranker.num_g} gallery labels"

@@ -59,7 +59,9 @@ def triplet_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
     triplet = TripletLoss(
         margin=cfg.triplet_margin, soft_margin=cfg.soft_margin, variant=cfg.triplet_variant
     )
-    return LossTerm("triplet", lambda out, y: triplet(out.global_feat, y).loss, cfg.metric_loss_weight)
+    return LossTerm(
+        "triplet", lambda out, y: triplet(out.global_feat, y).loss, cfg.metric_loss_weight
+    )
 
 
 @LOSSES.register("center")
