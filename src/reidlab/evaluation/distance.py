@@ -77,11 +77,16 @@ def distance_block(q: torch.Tensor, gallery: PreparedGallery) -> torch.Tensor:
     (the convention of reid-strong-baseline and fast-reid); ``cosine`` is ``1 - cos(q, g)``.
     """
     g = gallery.feats
-    if gallery.metric == "cosine":  # one GEMM: 1 * ones + (-1) * q g^T
-        return torch.addmm(g.new_ones(1), l2_normalize(q), g.T, alpha=-1.0)
+    # The GEMM is computed as g q^T (G, B): with a tall gallery MKL runs this layout about
+    # 1.4x faster than q g^T; one pass then writes the (B, G) result contiguously.
+    out = torch.empty(q.shape[0], g.shape[0], dtype=g.dtype, device=g.device)
+    if gallery.metric == "cosine":  # 1 - cos
+        sim = torch.mm(g, l2_normalize(q).T).T
+        return torch.sub(torch.ones((), dtype=g.dtype, device=g.device), sim, out=out)
     assert gallery.sqnorm is not None
-    d = torch.addmm(gallery.sqnorm[None, :], q, g.T, alpha=-2.0)
-    return d.add_((q * q).sum(1, keepdim=True)).clamp_min_(0.0)
+    dot = torch.mm(g, q.T).T  # (B, G)
+    torch.add(gallery.sqnorm[None, :], dot, alpha=-2.0, out=out)
+    return out.add_((q * q).sum(1, keepdim=True)).clamp_min_(0.0)
 
 
 def pairwise_distance(x: ArrayLike, y: ArrayLike, metric: Metric = "euclidean") -> torch.Tensor:
