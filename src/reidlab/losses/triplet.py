@@ -14,6 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _check_pair(x: Tensor, y: Tensor, name: str) -> None:
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{name} expects (B1, D) and (B2, D), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+
+
 def euclidean_dist(x: Tensor, y: Tensor) -> Tensor:
     """Euclidean distances between the rows of ``x`` and the rows of ``y``.
 
@@ -28,10 +35,7 @@ def euclidean_dist(x: Tensor, y: Tensor) -> Tensor:
     Returns:
         ``(B1, B2)`` distances.
     """
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"euclidean_dist expects (B1, D) and (B2, D), got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
+    _check_pair(x, y, "euclidean_dist")
     xx = x.pow(2).sum(dim=1, keepdim=True)  # (B1, 1)
     yy = y.pow(2).sum(dim=1, keepdim=True).t()  # (1, B2)
     dist = xx + yy - 2.0 * (x @ y.t())  # (B1, B2)
@@ -48,10 +52,7 @@ def cosine_dist(x: Tensor, y: Tensor) -> Tensor:
     Returns:
         ``(B1, B2)`` distances.
     """
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"cosine_dist expects (B1, D) and (B2, D), got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
+    _check_pair(x, y, "cosine_dist")
     return 1.0 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).t()
 
 
