@@ -13,3 +13,12 @@ def tiny_synthetic(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("synthetic")
     return generate(root, num_ids=12, seed=0, domain="a", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_b(tmp_path_factory) -> Path:
+    """The second synthetic domain, as small as :func:`tiny_synthetic`."""
+    from reidlab.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synthetic_b")
+    return generate(root, num_ids=12, seed=0, domain="b", progress=False)

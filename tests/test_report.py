@@ -7,12 +7,14 @@ import pytest
 
 from reidlab.cli import main
 from reidlab.config import load_config, save_config
+from reidlab.engine.rundir import RunDir
 from reidlab.report import backbone_family, build_report, collect
 
 
 def make_run(root: Path, name: str, overrides: list[str], metrics: dict, finished: bool = True,
              history: bool = True) -> Path:
-    """A run directory as `reidlab train` leaves it: config.yaml, metrics.json, history.json."""
+    """A run directory as `reidlab train` leaves it: config.yaml, metrics.json, history.json,
+    run.json (its status)."""
     run = root / name
     run.mkdir(parents=True)
     save_config(load_config(None, overrides), run / "config.yaml")
@@ -22,6 +24,8 @@ def make_run(root: Path, name: str, overrides: list[str], metrics: dict, finishe
         if finished:
             payload["seconds"] = 12.5
         (run / "history.json").write_text(json.dumps(payload))
+    RunDir(run).update_status(mode="supervised" if history else "test",
+                              status="finished" if finished else "running")
     return run
 
 

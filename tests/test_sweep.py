@@ -9,6 +9,7 @@ import yaml
 import reidlab.models.backbones  # noqa: F401 (registers the backbones)
 from reidlab.cli import main
 from reidlab.config import load_config, save_config
+from reidlab.engine.rundir import RunDir
 from reidlab.losses.objective import build_objective, loss_tokens
 from reidlab.registry import BACKBONES
 from reidlab.sweep import default_runs_dir, experiment_files, sweep
@@ -107,8 +108,8 @@ def write_grid(folder: Path, files: dict[str, dict]) -> Path:
 
 class FakeRunner:
     """Stands in for the subprocess: records the command lines and writes what `reidlab
-    train` / `reidlab test` would (config.yaml, metrics.json, history.json); a config whose
-    notebook tricks say "fail" exits with 1."""
+    train` / `reidlab test` would (config.yaml, metrics.json, run.json, history.json); a
+    config whose notebook tricks say "fail" exits with 1."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -129,6 +130,8 @@ class FakeRunner:
             (run / "checkpoints" / "checkpoint_3.pt").write_text("state")
             (run / "checkpoints" / "best_model_3_mean=0.5500.pt").write_text("weights")
             (run / "history.json").write_text(json.dumps({"epochs": [], "seconds": 1.0}))
+        RunDir(run).update_status(mode="supervised" if command == "train" else "test",
+                                  status="finished")
         return 0
 
 
@@ -190,7 +193,8 @@ def test_sweep_resumes_a_stopped_run(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "checkpoint_2.pt").write_text("state")
     (run / "metrics.json").write_text("{}")  # written by an evaluation before the stop
-    (run / "history.json").write_text(json.dumps({"epochs": []}))  # no "seconds": unfinished
+    (run / "history.json").write_text(json.dumps({"epochs": []}))
+    RunDir(run).update_status(mode="supervised", status="stopped")
     runner = FakeRunner()
     result = sweep(grid, tmp_path / "runs", runner=runner, echo=lambda m: None)
     assert [o.status for o in result.outcomes] == ["resumed"]

@@ -25,17 +25,17 @@ def split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from reidlab.engine.run import format_table, train
+    from reidlab.engine.modes import format_table, run
 
     cfg = load_config(*split_config_args(ns.args))
-    result = train(cfg)
+    result = run(cfg)
     print(format_table(result.metrics))
     print(f"run directory: {result.run_dir}")
     return 0
 
 
 def cmd_test(ns: argparse.Namespace) -> int:
-    from reidlab.engine.run import format_table, test
+    from reidlab.engine.modes import format_table, test
 
     cfg = load_config(*split_config_args(ns.args))
     result = test(cfg, keep_features=ns.visualize > 0)

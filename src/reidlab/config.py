@@ -118,6 +118,7 @@ class TestConfig:
     k2: int = 6
     lambda_value: float = 0.3
     max_rank: int = 50
+    best_by: str = "mean_of_datasets"
     # Also rank raw pixels (downsampled, L2-normalised, cosine), a floor for any model.
     raw_pixel_baseline: bool = False
 
@@ -140,6 +141,7 @@ class NotebookConfig:
 @dataclass
 class Config:
     seed: int = 0
+    mode: Literal["supervised"] = "supervised"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     output_dir: str | None = None  # default: runs/<timestamp>
     resume: str | None = None  # a run directory or checkpoint file to continue

@@ -61,3 +61,4 @@ class Registry(Generic[T]):
 BACKBONES: Registry[Callable[..., Any]] = Registry("backbone")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 LOSSES: Registry[Callable[..., Any]] = Registry("loss")
+MODES: Registry[Callable[..., Any]] = Registry("mode")

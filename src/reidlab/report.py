@@ -12,17 +12,18 @@ row id.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from reidlab.config import load_config
+from reidlab.engine.rundir import RunDir, find_runs, read_json
 
 DATASET_ORDER = ("market1501", "dukemtmc", "msmt17")
 FAMILY_ORDER = ("resnet50", "resnet101", "resnext101_32x8d")
 # Prefixes of the SE / IBN forms of a backbone, longest first.
 FORM_PREFIXES = ("se_ibn_a_", "se_ibn_b_", "ibn_a_", "ibn_b_", "se_")
 RAW_PIXELS = " (raw pixels)"  # suffix of the raw-pixel baseline's entry in metrics.json
+SCORE_KEY = "save_best"  # the validation score beside the test sets in metrics.json
 COLUMNS = ("dataset", "backbone", "id", "tricks", "mAP", "rank1", "mean",
            "nb mAP", "nb rank1", "nb mean")
 
@@ -65,49 +66,21 @@ def backbone_family(name: str) -> str:
     return name
 
 
-def find_runs(root: Path) -> list[Path]:
-    """Every folder under ``root`` (itself included) holding config.yaml and metrics.json.
-
-    Raises:
-        FileNotFoundError: ``root`` is not a folder, or holds no run.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"runs folder {root} does not exist")
-    runs = sorted(p.parent for p in root.rglob("metrics.json")
-                  if (p.parent / "config.yaml").is_file())
-    if not runs:
-        raise FileNotFoundError(
-            f"no runs under {root}: a run is a folder holding config.yaml and metrics.json"
-        )
-    return runs
-
-
-def is_finished(run_dir: Path) -> bool:
-    """False while a training run is under way or was stopped: ``metrics.json`` is written at
-    every evaluation, and ``history.json`` gets its ``seconds`` only when training ends.
-    A test run (no history) is finished once it has metrics."""
-    history = run_dir / "history.json"
-    if not (run_dir / "metrics.json").is_file():
-        return False
-    if not history.is_file():
-        return True
-    return "seconds" in json.loads(history.read_text())
-
-
 def read_run(run_dir: Path, root: Path) -> tuple[list[Row], list[Floor]]:
     """The rows (one per test set) and raw-pixel floors of one run directory."""
     cfg = load_config(run_dir / "config.yaml")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_json(run_dir / "metrics.json")
     if not isinstance(metrics, dict):
         raise ValueError(f"{run_dir / 'metrics.json'}: expected a mapping of test sets")
     nb = cfg.notebook
-    finished = is_finished(run_dir)
+    finished = RunDir(run_dir).is_finished()
     tricks = nb.tricks or ("" if nb.id else str(run_dir.relative_to(root)))
     if not finished:
         tricks = f"{tricks} (unfinished)".strip()
     rows, floors = [], []
     for name, values in metrics.items():
+        if name == SCORE_KEY:
+            continue
         try:
             figures = [100 * float(values[k]) for k in ("mAP", "rank1", "mean")]
         except (KeyError, TypeError, ValueError):

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reidlab.config import Config, ConfigError, load_config, to_dict
-from reidlab.engine.handlers import CHECKPOINT_PREFIX
-from reidlab.report import is_finished
+from reidlab.engine.rundir import RunDir
 
 log = logging.getLogger("reidlab.sweep")
 
@@ -106,15 +105,6 @@ def _tail(path: Path, lines: int = 4) -> str:
     return " | ".join(line.strip()[-200:] for line in text[-lines:])
 
 
-def _has_state(run_dir: Path) -> bool:
-    return any((run_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*.pt"))
-
-
-def _prune_state(run_dir: Path) -> None:
-    for path in (run_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*.pt"):
-        path.unlink()
-
-
 def _same_experiment(saved: Config, cfg: Config, trained: bool) -> bool:
     """Whether a run's saved config is the file's config; where the run lives, how it was
     resumed and (for a run that evaluated a shared model) which model it read do not count."""
@@ -182,10 +172,11 @@ def sweep(
             echo(f"{prefix}: FAILED, config does not load: {error}")
             continue
         run_dir = runs_dir / name
+        rd = RunDir(run_dir)
         signature = training_signature(cfg)
-        if is_finished(run_dir):
-            saved = load_config(run_dir / "config.yaml")
-            trained = (run_dir / "history.json").is_file()  # not a `reidlab test` run
+        if rd.is_finished():
+            saved = load_config(rd.config)
+            trained = rd.status().get("mode") != "test"
             if trained:
                 finished_by_signature.setdefault(training_signature(saved), run_dir)
             note = "" if _same_experiment(saved, cfg, trained) else (
@@ -201,8 +192,8 @@ def sweep(
         if shared is not None:
             status, args = "tested", ["test", *base_args, f"model.weights={shared}"]
             how = f"evaluating the model of {shared} (same training settings)"
-            (run_dir / "history.json").unlink(missing_ok=True)  # of an abandoned training
-        elif _has_state(run_dir):
+            rd.history.unlink(missing_ok=True)  # of an abandoned training
+        elif rd.has_state():
             status, args = "resumed", ["train", *base_args, f"resume={run_dir}"]
             how = "resuming its stopped training"
         else:
@@ -212,7 +203,7 @@ def sweep(
         t0 = time.time()
         code = runner(args, log_file)
         seconds = time.time() - t0
-        if code != 0 or not is_finished(run_dir):
+        if code != 0 or not rd.is_finished():
             detail = f"exit code {code}; see {log_file}: {_tail(log_file)}"
             result.outcomes.append(Outcome(name, "failed", seconds, detail))
             echo(f"{prefix}: FAILED after {seconds:.0f} s ({detail})")
@@ -220,7 +211,7 @@ def sweep(
         if status != "tested":
             finished_by_signature.setdefault(signature, run_dir)
             if not keep_state:
-                _prune_state(run_dir)
+                rd.prune_state()
         result.outcomes.append(Outcome(name, status, seconds))
         echo(f"{prefix}: {status} in {seconds:.0f} s")
 

@@ -142,6 +142,9 @@ MINIATURES = {
     "dukemtmc": (lambda f: make_market(f, DUKE), {}, DUKE_STATS, "DukeMTMC-reID"),
     "msmt17": (make_msmt, {}, MSMT_STATS, "MSMT17_V1"),
     "synthetic": (fake_generate, {"domain": "b"}, MARKET_STATS, None),
+    "synthetic-a": (fake_generate, {}, MARKET_STATS, None),
+    "synthetic-b": (fake_generate, {}, MARKET_STATS, None),
+    "synthetic-c": (fake_generate, {}, MARKET_STATS, None),
 }
 
 
@@ -152,6 +155,15 @@ def _no_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_dataset_has_a_miniature() -> None:
     assert set(DATASETS.names()) == set(MINIATURES)
+
+
+@pytest.mark.parametrize("domain", ["a", "b", "c"])
+def test_named_synthetic_domains_render_their_domain(domain: str, tmp_path: Path) -> None:
+    dataset = load_dataset(f"synthetic-{domain}", tmp_path, ids=24, seed=3)
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert folder.name == f"synthetic-{domain}-24ids-seed3"
+    assert f'"domain": "{domain}"' in (folder / "synthetic.json").read_text()
+    assert dataset.name == f"synthetic-{domain}"
 
 
 @pytest.mark.parametrize("name", sorted(MINIATURES))

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from reidlab.config import SolverConfig
-from reidlab.engine.optim import build_optimizer, build_scheduler, warmup_multistep
+from reidlab.engine.optim import build_optimizer, warmup_multistep
+from reidlab.engine.task import OptimizerSlot
 
 
 def test_warmup_multistep_by_hand():
@@ -18,7 +19,17 @@ def test_warmup_multistep_by_hand():
     assert f(119) == pytest.approx(0.01)
 
 
-def test_scheduler_steps_per_epoch_and_bias_groups():
+def test_epoch_e_trains_at_the_reference_factor_of_e():
+    """reid-strong-baseline steps its scheduler when each epoch starts: epoch 1 at
+    0.01 + 0.99 x 1/10 = 0.109, epochs 10-39 at 1, 40-69 at 0.1, 70 on at 0.01."""
+    f = warmup_multistep(SolverConfig())
+    assert f(1) == pytest.approx(0.109)
+    assert f(9) == pytest.approx(0.01 + 0.99 * 0.9)
+    assert [f(e) for e in (10, 39, 40, 69, 70, 120)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_slot_schedule_per_epoch_and_bias_groups():
     model = torch.nn.Linear(3, 2)
     cfg = SolverConfig(lr=0.1, bias_lr_factor=2.0, weight_decay=5e-4, weight_decay_bias=0.0,
                        warmup_epochs=2, warmup_factor=0.5, milestones=[3])
@@ -26,12 +37,14 @@ def test_scheduler_steps_per_epoch_and_bias_groups():
     groups = {id(g["params"][0]): g for g in opt.param_groups}
     assert groups[id(model.weight)]["weight_decay"] == 5e-4
     assert groups[id(model.bias)]["weight_decay"] == 0.0
-    sched = build_scheduler(opt, cfg)
+    slot = OptimizerSlot("main", opt, schedule=warmup_multistep(cfg))
     seen = []
-    for _ in range(5):
+    for epoch in range(1, 6):
+        slot.set_epoch(epoch)
         seen.append((groups[id(model.weight)]["lr"], groups[id(model.bias)]["lr"]))
-        opt.step()
-        sched.step()
-    expected_w = [0.05, 0.075, 0.1, 0.01, 0.01]  # 0.1 x (0.5, 0.75, 1, 0.1, 0.1)
+    expected_w = [0.075, 0.1, 0.01, 0.01, 0.01]  # 0.1 x (0.75, 1, 0.1, 0.1, 0.1)
     assert [w for w, _ in seen] == pytest.approx(expected_w)
     assert [b for _, b in seen] == pytest.approx([2 * w for w in expected_w])
+    constant = OptimizerSlot("center", torch.optim.SGD(model.parameters(), lr=0.5))
+    constant.set_epoch(3)
+    assert constant.optimizer.param_groups[0]["lr"] == 0.5

@@ -1,4 +1,5 @@
-"""End-to-end runs on a tiny synthetic dataset: CLI, run directory, test, resume."""
+"""End-to-end runs on tiny synthetic datasets: CLI, run directory, test, resume, the
+learning rate of each epoch, a crash during evaluation, joint training."""
 
 import json
 from pathlib import Path
@@ -8,7 +9,8 @@ import yaml
 
 from reidlab.cli import main
 from reidlab.config import load_config
-from reidlab.engine.run import train
+from reidlab.engine.modes import run as train
+from reidlab.engine.rundir import RunDir
 
 METRICS = {"mAP", "rank1", "rank5", "rank10", "mINP", "mean"}
 
@@ -51,7 +53,8 @@ def test_cli_train_then_test(tiny_synthetic, tmp_path, capsys):
     saved = load_config(run / "config.yaml")
     assert saved.loss.name == "softmax_triplet_center" and saved.solver.epochs == 2
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"synthetic-a"}
+    assert set(metrics) == {"synthetic-a", "save_best"}
+    assert metrics["save_best"] == pytest.approx(metrics["synthetic-a"]["mean"])
     assert set(metrics["synthetic-a"]) == METRICS
     for value in metrics["synthetic-a"].values():
         assert 0.0 <= value <= 1.0
@@ -85,6 +88,7 @@ def test_resume_gives_the_uninterrupted_result(tiny_synthetic, tmp_path):
             full.metrics["synthetic-a"][key], abs=1e-6
         )
     assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert RunDir(stopped).status()["status"] == "finished"
 
 
 def test_cli_reports_config_errors(capsys):
@@ -105,3 +109,90 @@ def test_cli_visualize_writes_pictures(tiny_synthetic, tmp_path):
     assert page.count("<img") >= 3
     assert (out / "cmc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(out.glob("events.out.tfevents.*"))
+
+
+def test_each_epoch_trains_at_the_schedule_factor_of_its_number(tiny_synthetic, tmp_path):
+    """The lr the optimiser used in each iteration, read back from TensorBoard: epoch e at
+    base x factor(e) (warm-up 2 from 0.5, milestone 3: 0.75, 1, 0.1), not one epoch late."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    overrides = tiny_overrides(tiny_synthetic, run, epochs=3)
+    overrides += ["solver.warmup_epochs=2", "solver.warmup_factor=0.5", "solver.milestones=[3]",
+                  "solver.eval_period=3"]
+    train(load_config(None, overrides))
+    events = EventAccumulator(str(run)).Reload()
+    tags = [t for t in events.Tags()["scalars"] if t.startswith("train/lr")]
+    assert "train/lr/group_0" in tags  # the first parameter group of the main optimiser
+    lrs = [e.value for e in events.Scalars("train/lr/group_0")]
+    per_epoch = len(lrs) // 3
+    assert len(lrs) == 3 * per_epoch
+    by_epoch = [lrs[i * per_epoch:(i + 1) * per_epoch] for i in range(3)]
+    for values, factor in zip(by_epoch, [0.75, 1.0, 0.1], strict=True):
+        assert values == pytest.approx([1e-3 * factor] * per_epoch)
+
+
+def test_a_crash_during_evaluation_keeps_the_previous_state_and_resumes(
+        tiny_synthetic, tmp_path, monkeypatch):
+    from reidlab.engine.validator import Validator
+
+    full = train(load_config(None, tiny_overrides(tiny_synthetic, tmp_path / "full", epochs=2)))
+    run = tmp_path / "crashed"
+    real_call = Validator.__call__
+
+    def crash_at_epoch_2(self, model, epoch=0, keep_features=False):
+        if epoch == 2:
+            raise RuntimeError("killed during evaluation")
+        return real_call(self, model, epoch, keep_features)
+
+    monkeypatch.setattr(Validator, "__call__", crash_at_epoch_2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(load_config(None, tiny_overrides(tiny_synthetic, run, epochs=2)))
+    status = RunDir(run).status()
+    assert status["status"] == "failed" and "killed" in status["error"]
+    assert status["epoch"] == 1 and status["best"]["epoch"] == 1
+    assert [p.name for p in RunDir(run).checkpoint_files()] == ["checkpoint_1.pt"]
+    monkeypatch.setattr(Validator, "__call__", real_call)
+    resumed = train(load_config(None, [*tiny_overrides(tiny_synthetic, run, epochs=2),
+                                       f"resume={run}"]))
+    for key in METRICS:
+        assert resumed.metrics["synthetic-a"][key] == pytest.approx(
+            full.metrics["synthetic-a"][key], abs=1e-6)
+    assert RunDir(run).status()["status"] == "finished"
+
+
+def test_latest_checkpoint_is_chosen_by_recorded_iteration_not_mtime(tmp_path):
+    import os
+
+    import torch
+
+    rd = RunDir.create(tmp_path / "run")
+    rd.checkpoints.mkdir()
+    for epoch, iteration in ((2, 20), (10, 100)):
+        torch.save({"trainer": {"iteration": iteration, "epoch": epoch}},
+                   rd.checkpoints / f"checkpoint_{epoch}.pt")
+    os.utime(rd.checkpoints / "checkpoint_10.pt", (1, 1))  # older on disk, further in training
+    assert rd.latest_checkpoint().name == "checkpoint_10.pt"
+
+
+def test_joint_training_validates_each_dataset_and_scores_their_mean(
+        tiny_synthetic, tiny_synthetic_b, tmp_path):
+    run = tmp_path / "joint"
+    overrides = [o for o in tiny_overrides(tiny_synthetic, run, epochs=1)
+                 if not o.startswith("data.roots")]
+    overrides += [f"data.roots={{synthetic-a: {tiny_synthetic}, synthetic-b: {tiny_synthetic_b}}}",
+                  "data.train=[synthetic-a, synthetic-b]"]
+    result = train(load_config(None, overrides))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"synthetic-a", "synthetic-b", "save_best"}
+    means = [metrics[d]["mean"] for d in ("synthetic-a", "synthetic-b")]
+    assert metrics["save_best"] == pytest.approx(sum(means) / 2)
+    assert result.metrics["save_best"] == pytest.approx(metrics["save_best"])
+    text = (run / "train.log").read_text()
+    assert "training on synthetic-a+synthetic-b: 12 ids" in text  # 6 train ids per domain
+    for name in ("synthetic-a", "synthetic-b"):
+        assert f" {name} Validation Results" in text
+    assert f" Save best: {metrics['save_best']:.4f}" in text
+    status = RunDir(run).status()
+    assert status["best"]["rule"] == "mean_of_datasets"
+    assert Path(status["best"]["file"]).is_file()

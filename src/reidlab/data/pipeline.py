@@ -26,10 +26,15 @@ def dataset_root(cfg: DataConfig, name: str) -> Path:
 
 
 def load_named(cfg: DataConfig, name: str) -> ReIDDataset:
-    options = {}
-    if name == "synthetic":
+    """Parse dataset ``name`` under its root; the synthetic ones (``synthetic``,
+    ``synthetic-a``, ``-b``, ``-c``) with the size and seed of ``data.synthetic``, and
+    ``synthetic`` in the domain ``data.synthetic.domain``."""
+    options: dict[str, object] = {}
+    if name.startswith("synthetic"):
         s = cfg.synthetic
-        options = {"ids": s.ids, "seed": s.seed, "domain": s.domain}
+        options = {"ids": s.ids, "seed": s.seed}
+        if name == "synthetic":
+            options["domain"] = s.domain
     return load_dataset(name, dataset_root(cfg, name), **options)
 
 

@@ -1,4 +1,5 @@
-"""Feature extraction and ReID evaluation as an ignite ``Engine`` with a ``Metric``."""
+"""Features in and metrics out: test-feature extraction (an ignite ``Engine``), the
+Market-1501-protocol metrics of one test set, and the raw-pixel floor."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ignite.engine import Engine
-from ignite.metrics import Metric
+from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
+from torch.utils.data import DataLoader
 
 from reidlab.config import TestConfig
 from reidlab.evaluation import evaluate
@@ -17,20 +19,32 @@ from reidlab.models.reid import ReIDModel
 
 @dataclass
 class Features:
-    """Features of a test set, query rows first."""
+    """Features of a set of images in loader order (for a test set: query rows first)."""
 
     feats: torch.Tensor  # (N, D)
     pids: np.ndarray  # (N,)
     camids: np.ndarray  # (N,)
-    num_query: int
+    num_query: int = 0
 
 
-def make_eval_step(model: ReIDModel, device: torch.device, flip: bool, normalize: bool, amp: bool):
-    """Process function: images -> test embeddings, averaged with the flipped image if asked."""
+def extract_features(
+    model: ReIDModel,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    flip: bool = False,
+    normalize: bool = True,
+    amp: bool = False,
+    num_query: int = 0,
+    desc: str | None = "features",
+) -> Features:
+    """Test embeddings of every image of ``loader`` (``(images, pids, camids, index)``
+    batches), in order: the model in eval mode, averaged with the horizontally flipped image
+    when ``flip``, L2-normalised when ``normalize``. SSG, DEC and feature export use it
+    directly; ``num_query`` only marks where a test set's gallery starts."""
 
     def step(engine: Engine, batch: Sequence[torch.Tensor]):
-        model.eval()
-        images, pids, camids, _ = batch
+        images, pids, camids = batch[0], batch[1], batch[2]
         images = images.to(device, non_blocking=True)
         with torch.no_grad(), torch.autocast(device.type, enabled=amp):
             feats = model.embed(images, normalize=False)
@@ -39,9 +53,24 @@ def make_eval_step(model: ReIDModel, device: torch.device, flip: bool, normalize
         feats = feats.float()
         if normalize:
             feats = torch.nn.functional.normalize(feats, dim=1)
-        return feats.cpu(), pids, camids
+        return feats.cpu(), torch.as_tensor(pids), torch.as_tensor(camids)
 
-    return step
+    engine = Engine(step)
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED,
+                             lambda e: parts.append(e.state.output))
+    if desc is not None:
+        ProgressBar(persist=False, desc=desc).attach(engine)
+    was_training = model.training
+    model.eval()
+    try:
+        engine.run(loader)
+    finally:
+        model.train(was_training)
+    if not parts:
+        raise ValueError("extract_features: the loader gave no images")
+    return Features(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]).numpy(),
+                    torch.cat([p[2] for p in parts]).numpy(), num_query)
 
 
 def metrics_from(result, cmc: np.ndarray) -> dict[str, float]:
@@ -57,57 +86,23 @@ def metrics_from(result, cmc: np.ndarray) -> dict[str, float]:
     return out
 
 
-class ReIDMetric(Metric):
-    """Collects query and gallery features, then ranks them with the Market-1501 protocol."""
+def evaluate_features(features: Features, cfg: TestConfig) -> tuple[dict[str, float], np.ndarray]:
+    """Rank a test set's queries (the first ``num_query`` rows) against its gallery.
 
-    def __init__(self, num_query: int, cfg: TestConfig, device: str | torch.device = "cpu") -> None:
-        self.num_query = num_query
-        self.cfg = cfg
-        super().__init__(output_transform=lambda x: x, device=device)
-
-    def reset(self) -> None:
-        self._feats: list[torch.Tensor] = []
-        self._pids: list[torch.Tensor] = []
-        self._camids: list[torch.Tensor] = []
-
-    def update(self, output) -> None:
-        feats, pids, camids = output
-        self._feats.append(feats)
-        self._pids.append(torch.as_tensor(pids))
-        self._camids.append(torch.as_tensor(camids))
-
-    def features(self) -> Features:
-        return Features(
-            torch.cat(self._feats),
-            torch.cat(self._pids).numpy(),
-            torch.cat(self._camids).numpy(),
-            self.num_query,
-        )
-
-    def compute(self) -> dict[str, float]:
-        f = self.features()
-        q = self.num_query
-        result = evaluate(
-            f.feats[:q], f.feats[q:], f.pids[:q], f.pids[q:], f.camids[:q], f.camids[q:],
-            metric=self.cfg.metric,
-            rerank=self.cfg.rerank,
-            max_rank=self.cfg.max_rank,
-            k1=self.cfg.k1,
-            k2=self.cfg.k2,
-            lambda_value=self.cfg.lambda_value,
-        )
-        self.last_result = result
-        return metrics_from(result, np.asarray(result.cmc))
-
-
-def build_evaluator(
-    model: ReIDModel, num_query: int, cfg: TestConfig, device: torch.device, amp: bool
-) -> tuple[Engine, ReIDMetric]:
-    """An evaluator engine whose ``state.metrics['reid']`` holds the metric dict after a run."""
-    engine = Engine(make_eval_step(model, device, cfg.flip, cfg.feat_norm, amp))
-    metric = ReIDMetric(num_query, cfg)
-    metric.attach(engine, "reid")
-    return engine, metric
+    Returns:
+        The metrics (see :func:`metrics_from`) and the CMC curve (max_rank,).
+    """
+    f, q = features, features.num_query
+    if not 0 < q < len(f.pids):
+        raise ValueError(f"evaluate_features: num_query {q} leaves no query or no gallery "
+                         f"among {len(f.pids)} images")
+    result = evaluate(
+        f.feats[:q], f.feats[q:], f.pids[:q], f.pids[q:], f.camids[:q], f.camids[q:],
+        metric=cfg.metric, rerank=cfg.rerank, max_rank=cfg.max_rank,
+        k1=cfg.k1, k2=cfg.k2, lambda_value=cfg.lambda_value,
+    )
+    cmc = np.asarray(result.cmc)
+    return metrics_from(result, cmc), cmc
 
 
 def raw_pixel_metrics(

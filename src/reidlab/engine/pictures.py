@@ -7,7 +7,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from reidlab.config import Config
-from reidlab.engine.run import RunResult
+from reidlab.engine.modes import RunResult
 from reidlab.evaluation import cmc_figure, plot_cmc, topk, write_rank_grids
 
 

@@ -15,6 +15,9 @@ from reidlab.data.records import ReIDDataset
 from reidlab.registry import DATASETS
 
 MANIFEST = "synthetic.json"
+#: Domains that are datasets of their own name (``synthetic-b``); ``synthetic`` is the
+#: domain ``data.synthetic.domain`` names (``a`` by default).
+NAMED_DOMAINS = ("a", "b", "c")
 
 
 def synthetic_dir(root: str | Path, *, ids: int, seed: int, domain: str) -> Path:
@@ -55,3 +58,15 @@ def synthetic(root: str | Path, ids: int = 160, seed: int = 0, domain: str = "a"
     return parse_market1501(
         folder.resolve(), name=f"synthetic-{domain}", num_cameras=None, max_pid=None
     )
+
+
+def _register_domain(domain: str) -> None:
+    @DATASETS.register(f"synthetic-{domain}")
+    def named(root: str | Path, ids: int = 160, seed: int = 0) -> ReIDDataset:
+        return synthetic(root, ids=ids, seed=seed, domain=domain)
+
+    named.__doc__ = f"The synthetic dataset of domain {domain!r} (see :func:`synthetic`)."
+
+
+for _domain in NAMED_DOMAINS:
+    _register_domain(_domain)

@@ -1,0 +1,86 @@
+"""The run context: what every piece of a run needs to know about where and how it runs."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reidlab.config import Config, save_config
+from reidlab.engine.rundir import RunDir
+
+log = logging.getLogger("reidlab")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for, but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def setup_logging(log_file: Path | None) -> None:
+    """Log to ``log_file`` (and the console) until the next call; ``None``: console only."""
+    root = logging.getLogger("reidlab")
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        if getattr(handler, "_reidlab_run", False):
+            root.removeHandler(handler)
+            handler.close()
+    if log_file is not None:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        file_handler._reidlab_run = True  # type: ignore[attr-defined]
+        root.addHandler(file_handler)
+    if not any(getattr(h, "_reidlab_console", False) for h in root.handlers):
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        console._reidlab_console = True  # type: ignore[attr-defined]
+        root.addHandler(console)
+
+
+@dataclass
+class RunContext:
+    """Config, run directory, device, mixed precision and process rank of one run.
+
+    Only the process that ``writes`` (rank 0) writes files, logs to TensorBoard and saves
+    checkpoints; the others train and synchronise.
+    """
+
+    cfg: Config
+    run: RunDir
+    device: torch.device
+    amp: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def create(cls, cfg: Config, prefix: str = "") -> RunContext:
+        """Make the run directory (``output_dir``; else the resumed run's; else a new
+        timestamped one), start its log, save the resolved config, seed the generators."""
+        output_dir = cfg.output_dir
+        if output_dir is None and cfg.resume and Path(cfg.resume).is_dir():
+            output_dir = cfg.resume
+        run = RunDir.create(output_dir, prefix=prefix)
+        setup_logging(run.log_file)
+        save_config(cfg, run.config)
+        log.info("run directory: %s", run.path)
+        seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
+        return cls(cfg, run, device, amp=cfg.solver.amp and device.type == "cuda")

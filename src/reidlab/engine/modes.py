@@ -1,0 +1,95 @@
+"""Training modes, keyed by the config's ``mode``, and evaluation of a trained model.
+
+A mode is a plain function ``fn(ctx: RunContext) -> RunResult`` registered in
+:data:`reidlab.registry.MODES`; it assembles the shared pieces (task, optimisers, data,
+validator, :func:`~reidlab.engine.trainer.fit`) in its own arrangement. ``supervised``
+(which covers joint training) lives in :mod:`reidlab.engine.supervised`; continual
+learning and domain adaptation register theirs the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reidlab.config import Config
+from reidlab.data.pipeline import TestSet, build_test_sets, load_named
+from reidlab.engine.context import RunContext
+from reidlab.engine.evaluator import Features
+from reidlab.engine.rundir import STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, write_json
+from reidlab.engine.task import load_model_weights
+from reidlab.engine.validator import Validator
+from reidlab.models.build import build_model
+from reidlab.registry import MODES
+
+
+@dataclass
+class RunResult:
+    """What a run gives back: its directory, the final metrics per test set (with
+    ``save_best``), every validation, and for ``test`` the features, CMC curves and sets."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    features: dict[str, Features] = field(default_factory=dict)
+    cmc: dict[str, np.ndarray] = field(default_factory=dict)
+    test_sets: list[TestSet] = field(default_factory=list)
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A plain text table of the per-dataset metrics, in percent (``save_best`` below)."""
+    cols = ["mAP", "rank1", "rank5", "rank10", "mINP", "mean"]
+    rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    width = max([len("dataset")] + [len(n) for n in rows])
+    lines = [f"{'dataset':<{width}}  " + "  ".join(f"{c:>6}" for c in cols)]
+    for name, values in rows.items():
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{100 * values[c]:6.2f}" for c in cols))
+    if "save_best" in metrics and len(rows) > 1:
+        lines.append(f"save best (score): {metrics['save_best']:.4f}")
+    return "\n".join(lines)
+
+
+def test_sets_of(cfg: Config) -> list[TestSet]:
+    """The test sets of ``data.test`` (else of ``data.train``), each evaluated on its own."""
+    return build_test_sets(cfg, [load_named(cfg.data, n)
+                                 for n in (cfg.data.test or cfg.data.train)])
+
+
+def run(cfg: Config) -> RunResult:
+    """Run ``cfg`` by its mode; ``run.json`` says whether it finished, failed or stopped."""
+    from reidlab.engine import supervised  # noqa: F401 (registers the mode)
+
+    mode = MODES.get(cfg.mode)
+    ctx = RunContext.create(cfg)
+    ctx.run.update_status(mode=cfg.mode, status="running", started=time.time())
+    try:
+        result = mode(ctx)
+    except KeyboardInterrupt:
+        ctx.run.update_status(status=STATUS_STOPPED)
+        raise
+    except BaseException as err:
+        ctx.run.update_status(status=STATUS_FAILED, error=f"{type(err).__name__}: {err}")
+        raise
+    ctx.run.update_status(status=STATUS_FINISHED)
+    return result
+
+
+def test(cfg: Config, keep_features: bool = False) -> RunResult:
+    """Evaluate ``cfg.model.weights`` on every test set (``data.test``, else ``data.train``)."""
+    if not cfg.model.weights:
+        raise ValueError("reidlab test needs model.weights=RUN_DIR or a checkpoint file")
+    ctx = RunContext.create(cfg, prefix="test-")
+    ctx.run.update_status(mode="test", status="running", started=time.time())
+    test_sets = test_sets_of(cfg)
+    model = build_model(cfg.model, 0, arcface=False, loss=cfg.loss).to(ctx.device)
+    source = load_model_weights(model, cfg.model.weights)
+    validation = Validator(test_sets, cfg.test, ctx.device, ctx.amp)(
+        model, keep_features=keep_features)
+    write_json(ctx.run.metrics, validation.record())
+    ctx.run.update_status(status=STATUS_FINISHED, weights=str(source))
+    return RunResult(ctx.run.path, validation.record(), features=validation.features,
+                     cmc=validation.cmc, test_sets=test_sets)

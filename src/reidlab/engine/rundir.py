@@ -1,0 +1,185 @@
+"""The run-directory contract: which file holds what, stages, status and checkpoints.
+
+One run directory per ``reidlab train`` / ``test`` / ``continual`` / ``adapt`` command::
+
+    RUN/config.yaml        the resolved config
+    RUN/run.json           status: mode, running | finished | failed | stopped, best model
+    RUN/metrics.json       the last evaluation: {dataset: {mAP, rank1, ...}, "save_best": s}
+    RUN/history.json       every evaluation: {"epochs": [{epoch, metrics, score}], ...}
+    RUN/train.log          the log
+    RUN/events.out.*       TensorBoard
+    RUN/checkpoints/       checkpoint_*.pt (full state, resume), weights_*.pt, best_*.pt
+
+A mode with several phases (continual tasks, adaptation rounds) puts each phase in a
+*stage*, a sub-directory with the same files (``RUN/task1/``, ``RUN/round2/``), so that a
+stopped sequence resumes at the stage and epoch where it stopped. ``train``, ``sweep``,
+``report`` and ``resume`` all read run directories through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_PREFIX = "checkpoint"  # full training state, for resume
+WEIGHTS_PREFIX = "weights"  # model weights every `solver.checkpoint_period` epochs
+BEST_PREFIX = "best"  # model weights with the best validation score
+
+STATUS_RUNNING, STATUS_FINISHED = "running", "finished"
+STATUS_FAILED, STATUS_STOPPED = "failed", "stopped"
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically, so that a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, naming it when it does not parse."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory (or of one stage of it)."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, output_dir: str | Path | None, prefix: str = "") -> RunDir:
+        """``output_dir``, or ``runs/<prefix><timestamp>`` when it is ``None``; made if absent."""
+        if output_dir is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            output_dir = Path("runs") / f"{prefix}{stamp}"
+        path = Path(output_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def stage(self, name: str) -> RunDir:
+        """The sub-directory of one phase (``task1``, ``round2``), made if absent."""
+        return RunDir.create(self.path / name)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def status(self) -> dict[str, Any]:
+        """The content of ``run.json`` (empty when there is none)."""
+        return read_json(self.status_file) if self.status_file.is_file() else {}
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``run.json`` (atomically) and return the whole status."""
+        status = self.status()
+        status.update(fields, updated=time.time())
+        write_json(self.status_file, status)
+        return status
+
+    def is_finished(self) -> bool:
+        """Whether the run (or stage) ended normally; a stopped or failed run did not."""
+        return self.status().get("status") == STATUS_FINISHED and self.metrics.is_file()
+
+    def read_history(self) -> list[dict[str, Any]]:
+        return read_json(self.history)["epochs"] if self.history.is_file() else []
+
+    def checkpoint_files(self, prefix: str = CHECKPOINT_PREFIX) -> list[Path]:
+        return sorted(self.checkpoints.glob(f"{prefix}_*.pt"))
+
+    def has_state(self) -> bool:
+        """Whether a full training state (to resume from) is saved."""
+        return bool(self.checkpoint_files(CHECKPOINT_PREFIX))
+
+    def prune_state(self) -> None:
+        """Delete the full training states (kept only to resume); weights stay."""
+        for path in self.checkpoint_files(CHECKPOINT_PREFIX):
+            path.unlink()
+
+    def latest_checkpoint(self, prefix: str = CHECKPOINT_PREFIX) -> Path:
+        """The ``prefix_*.pt`` of this run with the highest recorded iteration.
+
+        Raises:
+            FileNotFoundError: there is none, in ``checkpoints/`` or the folder itself.
+        """
+        for folder in (self.checkpoints, self.path):
+            found = list(folder.glob(f"{prefix}_*.pt"))
+            if found:
+                return max(found, key=lambda p: (checkpoint_step(p), p.name))
+        raise FileNotFoundError(
+            f"no {prefix}_*.pt checkpoint in {self.path} or {self.checkpoints}"
+        )
+
+
+_STEP = re.compile(r"_(\d+)(?=[_.])")
+
+
+def checkpoint_step(path: Path) -> int:
+    """The training progress recorded in a checkpoint: the trainer's iteration for a full
+    state; for a weights-only file, the step ignite wrote into its name (its epoch)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file ranks last, it is not chosen
+        state = None
+    if isinstance(state, dict) and isinstance(state.get("trainer"), dict):
+        return int(state["trainer"].get("iteration", -1))
+    match = _STEP.search(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def resolve_checkpoint(path: str | Path, prefix: str = CHECKPOINT_PREFIX) -> Path:
+    """``path`` itself when it is a file, else the latest ``prefix`` checkpoint of the run
+    directory ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run directory")
+    return RunDir(path).latest_checkpoint(prefix)
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every folder under ``root`` (itself included) holding config.yaml and metrics.json.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder, or holds no run.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs folder {root} does not exist")
+    runs = sorted(p.parent for p in root.rglob("metrics.json")
+                  if (p.parent / "config.yaml").is_file())
+    if not runs:
+        raise FileNotFoundError(
+            f"no runs under {root}: a run is a folder holding config.yaml and metrics.json"
+        )
+    return runs
