@@ -76,6 +76,7 @@ def test_fit_keeps_the_model_of_the_best_score(tiny_synthetic, tmp_path, script,
     assert status["best"]["epoch"] == best_epoch
     assert result.best_score == pytest.approx(max(h["score"] for h in result.history))
     (best,) = RunDir(tmp_path / "run").checkpoint_files("best")
+    assert status["best"]["file"] == str(best)
     assert f"_{best_epoch}_" in best.name
     saved = torch.load(best, weights_only=True)
     assert set(saved) >= {"backbone.conv1.weight"}

@@ -162,9 +162,8 @@ def fit(
         before = best.last_checkpoint
         best(engine)
         if best.last_checkpoint is not None and best.last_checkpoint != before:
-            file = stage.checkpoints / str(best.last_checkpoint)
             stage.update_status(best={"epoch": epoch, "score": v.score, "rule": rule,
-                                      "file": str(file)})
+                                      "file": str(best.last_checkpoint)})
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _end_epoch(engine: Engine) -> None:
