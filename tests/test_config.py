@@ -42,13 +42,34 @@ def test_int_accepted_where_float_expected_and_tuple_converted():
 @pytest.mark.parametrize(
     "override, words",
     [
-        ("solver.lrr=0.1", ["solver.lrr", "'lr'"]),
+        ("solver.lrr=0.1", ["'solver.lrr'", "did you mean 'solver.lr'?"]),
+        ("data.synthetic.idz=3", ["'data.synthetic.idz'", "did you mean 'data.synthetic.ids'?"]),
         ("slover.lr=0.1", ["slover", "'solver'"]),
         ("data.batch_size=64.5", ["data.batch_size", "integer", "64.5"]),
         ("solver.lr=fast", ["solver.lr", "number", "fast"]),
         ("test.flip=yes please", ["test.flip", "true or false"]),
         ("model.pooling=max", ["model.pooling", "'avg'", "'gem'"]),
         ("augment.erasing_area=[0.1]", ["augment.erasing_area", "2 values"]),
+        ("augment.mean=[0.1, 0.2, 0.3, 0.4]", ["augment.mean", "3 values"]),
+        ("seed=true", ["seed", "integer", "True"]),
+        ("solver.lr=true", ["solver.lr", "number"]),
+        ("data.train=[1]", ["data.train[0]", "string"]),
+        ("data.roots=3", ["data.roots", "mapping"]),
+        ("mode=lifelong", ["mode", "'lifelong'", "'supervised'"]),
+        # cross-field rules
+        ("data.batch_size=62", ["data.batch_size 62", "data.num_instances 4"]),
+        ("solver.milestones=[40, 40]", ["solver.milestones", "strictly increasing"]),
+        ("solver.milestones=[0, 10]", ["solver.milestones", "positive"]),
+        ("solver.epochs=0", ["solver.epochs", "at least 1"]),
+        ("solver.eval_period=0", ["solver.eval_period", "at least 1"]),
+        # names, checked at load time
+        ("model.backbone=resnet5", ["model.backbone", "'resnet5'", "did you mean 'resnet50'?"]),
+        ("loss.name=softmax_tripet", ["loss.name", "'tripet'", "'triplet'"]),
+        ("loss.name=arcface_triplet", ["loss.name", "arcface needs the softmax term"]),
+        ("data.train=[market1501, duke]", ["data.train", "'duke'", "'dukemtmc'"]),
+        ("data.test=[synthetic-d]", ["data.test", "'synthetic-d'"]),
+        ("test.best_by=dukemtmc", ["test.best_by", "'dukemtmc'", "'mean_of_datasets'",
+                                   "'synthetic-a'"]),
         ("solver", ["key.sub=value"]),
     ],
 )
@@ -61,7 +82,8 @@ def test_errors_name_the_key(override, words):
 
 def test_error_names_the_file(tmp_path):
     path = write(tmp_path, "solver:\n  epoch: 3\n")
-    with pytest.raises(ConfigError, match=r"solver\.epoch.*'epochs'.*c\.yaml"):
+    expected = r"'solver\.epoch'; did you mean 'solver\.epochs'\?.*c\.yaml"
+    with pytest.raises(ConfigError, match=expected):
         load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
@@ -92,3 +114,21 @@ def test_every_shipped_config_loads():
     assert files, "configs/ holds no YAML file"
     for path in files:
         load_config(path)
+
+
+def test_per_dataset_roots_from_several_overrides_are_all_kept():
+    cfg = load_config(None, ["data.roots.market1501=/a", "data.roots.dukemtmc=/b"])
+    assert cfg.data.roots == {"market1501": "/a", "dukemtmc": "/b"}
+
+
+def test_best_by_a_test_dataset_and_the_synthetic_aliases():
+    cfg = load_config(None, ["data.train=[market1501, dukemtmc]", "test.best_by=dukemtmc"])
+    assert cfg.test.best_by == "dukemtmc"
+    assert load_config(None, ["test.best_by=synthetic-a"]).test.best_by == "synthetic-a"
+    joint = ["data.train=[synthetic-a, synthetic-b, synthetic-c]", "test.best_by=synthetic-c"]
+    assert load_config(None, joint).data.train == ["synthetic-a", "synthetic-b", "synthetic-c"]
+    assert load_config().test.best_by == "mean_of_datasets" and load_config().mode == "supervised"
+
+
+def test_a_short_run_keeps_milestones_beyond_its_epochs():
+    assert load_config(None, ["solver.epochs=2"]).solver.milestones == [40, 70]

@@ -1,275 +1,336 @@
-"""The experiment configuration: a tree of dataclasses, read from YAML plus dotted overrides.
+"""The experiment configuration: a tree of pydantic models, read from YAML plus overrides.
 
 A YAML file holds only what differs from the defaults below. ``key.sub=value`` overrides on
 the command line are parsed as YAML scalars (``true``, ``3``, ``1e-4``, ``[40, 70]``).
-Unknown keys, wrong types and values outside a ``Literal`` raise :class:`ConfigError`
-naming the key and, for unknown keys, the nearest valid one. The resolved tree is written
-into every run directory; run-time facts (class counts, pseudo labels) live elsewhere.
+Unknown keys, wrong types, values outside a ``Literal``, unknown backbone, loss and dataset
+names, and inconsistent settings (a batch that is not P x K) raise :class:`ConfigError`
+naming the key, the file and, for unknown keys, the nearest valid one. The resolved tree is
+written into every run directory; run-time facts (class counts, pseudo labels) live
+elsewhere.
+
+pydantic (v2) over OmegaConf or dacite: it gives the strict field types, ``extra="forbid"``,
+``Literal`` choices and cross-field validators the schema needs as declarations, and its
+errors carry the location of every failing key, from which the messages below are built.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from reidlab.registry import nearest
+
+
+def _number(value: Any) -> Any:
+    """Numbers as YAML gives them: ints widen to floats; ``1e-3`` (no dot, read by PyYAML
+    as a string) is parsed; booleans are not numbers."""
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError("not a number") from None
+    if isinstance(value, int):
+        return float(value)
+    return value
+
+
+Int = StrictInt
+Bool = StrictBool
+Str = StrictStr
+Float = Annotated[float, BeforeValidator(_number)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, and the schema is the only source of keys."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=False)
 
 
 class ConfigError(ValueError):
     """A configuration key, type or value is invalid."""
 
 
-@dataclass
-class SyntheticConfig:
+class SyntheticConfig(Section):
     """The procedurally rendered dataset used when no real dataset is named."""
 
-    ids: int = 160  # identities in total; half train, half test
-    seed: int = 0
-    domain: str = "a"
+    ids: Int = 160  # identities in total; half train, half test
+    seed: Int = 0
+    domain: Str = "a"
 
 
-@dataclass
-class DataConfig:
-    train: list[str] = field(default_factory=lambda: ["synthetic"])
-    test: list[str] = field(default_factory=list)  # empty: the train datasets
-    root: str = "data"  # folder holding the dataset folders
-    roots: dict[str, str] = field(default_factory=dict)  # per-dataset root, overrides `root`
-    height: int = 256
-    width: int = 128
-    batch_size: int = 64
-    num_instances: int = 4
-    test_batch_size: int = 128
-    num_workers: int = 2
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+class DataConfig(Section):
+    train: list[Str] = Field(default_factory=lambda: ["synthetic"])
+    test: list[Str] = Field(default_factory=list)  # empty: the train datasets
+    root: Str = "data"  # folder holding the dataset folders
+    roots: dict[Str, Str] = Field(default_factory=dict)  # per-dataset root, overrides `root`
+    height: Int = 256
+    width: Int = 128
+    batch_size: Int = 64
+    num_instances: Int = 4
+    test_batch_size: Int = 128
+    num_workers: Int = 2
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="after")
+    def _pk_batches(self) -> DataConfig:
+        if self.num_instances < 1 or self.batch_size % self.num_instances:
+            raise ValueError(f"data.batch_size {self.batch_size} is not a multiple of "
+                             f"data.num_instances {self.num_instances} (PK batches: P ids x K)")
+        return self
 
 
-@dataclass
-class AugmentConfig:
-    flip_p: float = 0.5
-    pad: int = 10
-    erasing_p: float = 0.5
-    erasing_area: tuple[float, float] = (0.02, 0.4)
-    erasing_aspect: float = 0.3  # aspect ratio drawn from [a, 1/a]
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+class AugmentConfig(Section):
+    flip_p: Float = 0.5
+    pad: Int = 10
+    erasing_p: Float = 0.5
+    erasing_area: tuple[Float, Float] = (0.02, 0.4)
+    erasing_aspect: Float = 0.3  # aspect ratio drawn from [a, 1/a]
+    mean: tuple[Float, Float, Float] = (0.485, 0.456, 0.406)
+    std: tuple[Float, Float, Float] = (0.229, 0.224, 0.225)
 
 
-@dataclass
-class ModelConfig:
-    backbone: str = "resnet50"
-    last_stride: int = 1
-    pretrained: str | None = None  # ImageNet weights: path or URL, public key layout
-    weights: str | None = None  # a reidlab checkpoint to start from or to test
+class ModelConfig(Section):
+    backbone: Str = "resnet50"
+    last_stride: Int = 1
+    pretrained: Str | None = None  # ImageNet weights: path or URL, public key layout
+    weights: Str | None = None  # a reidlab checkpoint to start from or to test
     pooling: Literal["avg", "gem"] = "avg"
-    gem_p: float = 3.0
+    gem_p: Float = 3.0
     neck: Literal["bnneck", "none"] = "bnneck"
     neck_feat: Literal["before", "after"] = "after"
 
 
-@dataclass
-class LossConfig:
+class LossConfig(Section):
     # Terms joined by "_": softmax, triplet, center, arcface (ArcFace classifier in place of
     # the linear one), e.g. softmax_triplet_center or softmax_arcface_triplet.
-    name: str = "softmax_triplet"
-    label_smooth: float = 0.1
-    triplet_margin: float = 0.3
-    soft_margin: bool = False
+    name: Str = "softmax_triplet"
+    label_smooth: Float = 0.1
+    triplet_margin: Float = 0.3
+    soft_margin: Bool = False
     triplet_variant: Literal["batch_hard", "ap_penalty"] = "batch_hard"
-    metric_loss_weight: float = 1.0
-    center_weight: float = 0.0005
-    center_lr: float = 0.5
+    metric_loss_weight: Float = 1.0
+    center_weight: Float = 0.0005
+    center_lr: Float = 0.5
     weighting: Literal["fixed", "uncertainty"] = "fixed"
-    arcface_scale: float = 30.0
-    arcface_margin: float = 0.5
+    arcface_scale: Float = 30.0
+    arcface_margin: Float = 0.5
 
 
-@dataclass
-class SolverConfig:
+class SolverConfig(Section):
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 3.5e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    bias_lr_factor: float = 1.0
-    weight_decay_bias: float = 5e-4
-    epochs: int = 120
-    warmup_epochs: int = 10
-    warmup_factor: float = 0.01
-    milestones: list[int] = field(default_factory=lambda: [40, 70])
-    gamma: float = 0.1
-    amp: bool = True  # native mixed precision; used only on CUDA
-    eval_period: int = 10
-    checkpoint_period: int = 10
-    log_period: int = 20  # iterations between TensorBoard scalar writes
+    lr: Float = 3.5e-4
+    momentum: Float = 0.9
+    weight_decay: Float = 5e-4
+    bias_lr_factor: Float = 1.0
+    weight_decay_bias: Float = 5e-4
+    epochs: Int = 120
+    warmup_epochs: Int = 10
+    warmup_factor: Float = 0.01
+    milestones: list[Int] = Field(default_factory=lambda: [40, 70])
+    gamma: Float = 0.1
+    amp: Bool = True  # native mixed precision; used only on CUDA
+    eval_period: Int = 10
+    checkpoint_period: Int = 10
+    log_period: Int = 20  # iterations between TensorBoard scalar writes
+
+    @model_validator(mode="after")
+    def _schedule(self) -> SolverConfig:
+        # Milestones past the last epoch are allowed: a shortened run (solver.epochs=2 for
+        # a smoke test) must not need its schedule edited.
+        m = self.milestones
+        if any(x < 1 for x in m) or any(b <= a for a, b in zip(m, m[1:], strict=False)):
+            raise ValueError(f"solver.milestones {m} must be positive and strictly increasing")
+        for key in ("epochs", "eval_period", "checkpoint_period", "log_period"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"solver.{key} must be at least 1, got {getattr(self, key)}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"solver.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        return self
 
 
-@dataclass
-class TestConfig:
-    feat_norm: bool = True
-    flip: bool = False
+class TestConfig(Section):
+    feat_norm: Bool = True
+    flip: Bool = False
     metric: Literal["euclidean", "cosine"] = "euclidean"
-    rerank: bool = False
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-    max_rank: int = 50
-    best_by: str = "mean_of_datasets"
+    rerank: Bool = False
+    k1: Int = 20
+    k2: Int = 6
+    lambda_value: Float = 0.3
+    max_rank: Int = 50
+    best_by: Str = "mean_of_datasets"
     # Also rank raw pixels (downsampled, L2-normalised, cosine), a floor for any model.
-    raw_pixel_baseline: bool = False
+    raw_pixel_baseline: Bool = False
 
 
-@dataclass
-class NotebookConfig:
+class NotebookConfig(Section):
     """Which row of the researcher's notebook a config reproduces, and its published figures."""
 
-    id: str | None = None
-    tricks: str | None = None
-    map: float | None = None  # published mAP in percent
-    rank1: float | None = None  # published rank-1 in percent
+    id: Str | None = None
+    tricks: Str | None = None
+    map: Float | None = None  # published mAP in percent
+    rank1: Float | None = None  # published rank-1 in percent
     # Published mean in percent, as the notebook lists it (not always (mAP + rank-1) / 2).
-    mean: float | None = None
+    mean: Float | None = None
     # The dataset the published figures are for, when it is not the run's own (the
     # synthetic twin of a Market-1501 row names market1501); None: the run's dataset.
-    dataset: str | None = None
+    dataset: Str | None = None
 
 
-@dataclass
-class Config:
-    seed: int = 0
+class Config(Section):
+    """The whole experiment. ``mode`` picks the training mode; a mode with settings of its
+    own adds a section named after it (see :data:`MODE_SECTIONS`)."""
+
+    seed: Int = 0
     mode: Literal["supervised"] = "supervised"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    output_dir: str | None = None  # default: runs/<timestamp>
-    resume: str | None = None  # a run directory or checkpoint file to continue
-    data: DataConfig = field(default_factory=DataConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    solver: SolverConfig = field(default_factory=SolverConfig)
-    test: TestConfig = field(default_factory=TestConfig)
-    notebook: NotebookConfig = field(default_factory=NotebookConfig)
+    output_dir: Str | None = None  # default: runs/<timestamp>
+    resume: Str | None = None  # a run directory or checkpoint file to continue
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    solver: SolverConfig = Field(default_factory=SolverConfig)
+    test: TestConfig = Field(default_factory=TestConfig)
+    notebook: NotebookConfig = Field(default_factory=NotebookConfig)
+
+    @model_validator(mode="after")
+    def _names_and_modes(self) -> Config:
+        _check_names(self)
+        section = MODE_SECTIONS[self.mode]
+        if section is not None and getattr(self, section, None) is None:
+            raise ValueError(f"mode {self.mode!r} needs a {section!r} section")
+        best, tests = self.test.best_by, [_alias(n) for n in self.data.test or self.data.train]
+        if best != "mean_of_datasets" and _alias(best) not in tests:
+            raise ValueError(f"test.best_by: {best!r} is not a test dataset; choose "
+                             f"'mean_of_datasets' or one of {', '.join(map(repr, tests))}")
+        return self
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+#: The section each mode reads its own settings from (``None``: it needs none).
+MODE_SECTIONS: dict[str, str | None] = {"supervised": None}
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def _alias(name: str) -> str:
+    return "synthetic-a" if name == "synthetic" else name
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and return it converted (ints to floats,
-    lists to tuples); raise :class:`ConfigError` naming ``key`` otherwise."""
-    origin = get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
+def _check_names(cfg: Config) -> None:
+    """Every registered name a config picks, checked at load time, before a run directory
+    exists or a dataset is read. The registries fill on import, hence the local imports."""
+    import reidlab.data.datasets  # noqa: F401
+    import reidlab.models.backbones  # noqa: F401
+    from reidlab.losses.objective import loss_tokens
+    from reidlab.registry import BACKBONES, DATASETS
+
+    checks = [("model.backbone", BACKBONES, [cfg.model.backbone])]
+    checks += [(f"data.{split}", DATASETS, getattr(cfg.data, split)) for split in ("train", "test")]
+    for key, registry, names in checks:
+        for name in names:
+            if name not in registry:
+                hint = nearest(name, registry.names())
+                extra = f"; did you mean {hint!r}?" if hint else ""
+                raise ValueError(f"{key}: unknown {registry.kind} {name!r}{extra}")
+    try:
+        loss_tokens(cfg.loss.name)
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"loss.name: {err.args[0] if err.args else err}") from None
+
+
+
+
+_TYPE_MESSAGES = {
+    "int_type": "expected an integer", "int_from_float": "expected an integer",
+    "int_parsing": "expected an integer", "bool_type": "expected true or false",
+    "string_type": "expected a string", "float_type": "expected a number",
+    "float_parsing": "expected a number", "list_type": "expected a list",
+    "dict_type": "expected a mapping", "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The config section at a location path (``("data", "synthetic")``), if it is one."""
+    cls: Any = Config
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type)
+                                 and issubclass(field.annotation, BaseModel)):
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(
-                f"{key}: {value!r} is not one of {', '.join(repr(c) for c in choices)}"
-            )
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item,) = get_args(tp)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        args = get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        pairs = enumerate(zip(value, args, strict=True))
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        kt, vt = get_args(tp)
-        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(typing.cast(type, tp), value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+        cls = field.annotation
+    return cls
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in hints:
-            hint = nearest(str(key), names)
-            where = f"{prefix}." if prefix else ""
-            extra = f"; did you mean {where}{hint!r}?" if hint else ""
-            raise ConfigError(f"unknown key {full!r}{extra}")
-        kwargs[key] = _coerce(value, hints[key], full)
-    return cls(**kwargs)
+def _tuple_len(loc: tuple) -> int | str:
+    """How many values the tuple field at ``loc`` holds."""
+    section = _section_at(loc[:-1])
+    field = section.model_fields.get(str(loc[-1])) if section else None
+    return len(get_args(field.annotation)) if field is not None else "several"
+
+
+def _message(error: Any) -> str:
+    """One readable line for one pydantic error, naming the dotted key."""
+    loc = tuple(error["loc"])
+    names = [p for p in loc if isinstance(p, str)]
+    key = ""
+    for part in loc:  # list items are part of their key: data.train[1]
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        section = _section_at(loc[:-1])
+        hint = nearest(str(loc[-1]), list(section.model_fields)) if section else None
+        prefix = ".".join(names[:-1])
+        full = f"{prefix}.{hint}" if prefix and hint else hint
+        return f"unknown key {key!r}" + (f"; did you mean {full!r}?" if hint else "")
+    if kind == "literal_error":
+        return f"{key}: {value!r} is not one of {error['ctx']['expected'].replace(' or ', ', ')}"
+    if kind == "missing" and isinstance(loc[-1], int):  # a tuple given too few values
+        return f"{key.rsplit('[', 1)[0]}: expected a list of {_tuple_len(loc[:-1])} values"
+    if kind in ("too_long", "tuple_type"):
+        return f"{key}: expected a list of {_tuple_len(loc)} values, got {value!r}"
+    if kind == "value_error" and str(error["msg"]).startswith("Value error, not a number"):
+        return f"{key}: expected a number, got {value!r}"
+    if kind == "value_error":  # our own validators name their keys
+        return str(error["msg"]).removeprefix("Value error, ")
+    if kind in _TYPE_MESSAGES:
+        return f"{key}: {_TYPE_MESSAGES[kind]}, got {value!r}"
+    return f"{key}: {error['msg']}, got {value!r}"
+
+
+def _build(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("; ".join(_message(e) for e in err.errors()[:3])) from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "roots":
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
+def to_dict(cfg: BaseModel) -> dict[str, Any]:
     """The config as plain YAML-ready data (tuples become lists)."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(dataclasses.asdict(cfg))
+    return cfg.model_dump(mode="json")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -302,7 +363,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         keys, value = parse_override(text)
         data = _merge(data, _nest(keys, value))
     try:
-        return _build(Config, data)
+        return _build(data)
     except ConfigError as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"{err}{where}") from None
