@@ -61,6 +61,7 @@ def test_int_accepted_where_float_expected_and_tuple_converted():
         ("solver.milestones=[40, 40]", ["solver.milestones", "strictly increasing"]),
         ("solver.milestones=[0, 10]", ["solver.milestones", "positive"]),
         ("solver.epochs=0", ["solver.epochs", "at least 1"]),
+        ("loss.weight_solver.nesterov=true", ["loss.weight_solver.nesterov", "momentum"]),
         ("solver.eval_period=0", ["solver.eval_period", "at least 1"]),
         # names, checked at load time
         ("model.backbone=resnet5", ["model.backbone", "'resnet5'", "did you mean 'resnet50'?"]),

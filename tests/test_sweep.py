@@ -68,7 +68,7 @@ def test_market_row_states_its_row_and_number(path):
 def _tricks(cfg) -> dict:
     """The settings a notebook row changes, to compare a row with its synthetic twin."""
     return {"backbone": cfg.model.backbone, "pooling": cfg.model.pooling, "neck": cfg.model.neck,
-            "loss": yaml.safe_dump(vars(cfg.loss)), "batch": cfg.data.batch_size,
+            "loss": yaml.safe_dump(cfg.loss.model_dump()), "batch": cfg.data.batch_size,
             "instances": cfg.data.num_instances, "rerank": cfg.test.rerank,
             "notebook": (cfg.notebook.id, cfg.notebook.tricks, cfg.notebook.map,
                          cfg.notebook.rank1, cfg.notebook.mean)}

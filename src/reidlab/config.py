@@ -115,6 +115,25 @@ class ModelConfig(Section):
     neck_feat: Literal["before", "after"] = "after"
 
 
+class WeightSolverConfig(Section):
+    """The optimiser of the learned loss weights: ``lr: null`` puts them in the main
+    optimiser's schedule without weight decay; a number gives them their own SGD, its lr
+    multiplied by ``gamma`` after every epoch."""
+
+    lr: Float | None = None
+    momentum: Float = 0.0
+    weight_decay: Float = 0.0
+    nesterov: Bool = False
+    gamma: Float = 1.0
+
+    @model_validator(mode="after")
+    def _nesterov(self) -> WeightSolverConfig:
+        if self.nesterov and self.momentum <= 0:
+            raise ValueError("loss.weight_solver.nesterov needs a positive "
+                             f"loss.weight_solver.momentum, got {self.momentum}")
+        return self
+
+
 class LossConfig(Section):
     # Terms joined by "_": softmax, triplet, center, arcface (ArcFace classifier in place of
     # the linear one), e.g. softmax_triplet_center or softmax_arcface_triplet.
@@ -123,10 +142,19 @@ class LossConfig(Section):
     triplet_margin: Float = 0.3
     soft_margin: Bool = False
     triplet_variant: Literal["batch_hard", "ap_penalty"] = "batch_hard"
+    # L2-normalise the pooled feature inside the triplet loss (the notebook's code from
+    # commit 5e93570 on); BoT uses the raw feature.
+    triplet_normalize: Bool = False
     metric_loss_weight: Float = 1.0
     center_weight: Float = 0.0005
     center_lr: Float = 0.5
-    weighting: Literal["fixed", "uncertainty"] = "fixed"
+    # Per-sample center distance: squared (Wen et al. 2016; BoT) or plain L2 (the
+    # notebook's code from commit b1f76d8 on).
+    center_distance: Literal["squared", "l2"] = "squared"
+    # fixed weights; uncertainty: a learned s_i per term (Kendall et al. 2018);
+    # notebook_id: one learned s on the ID term, exp(-s) CE + 0.5 s (the notebook's code)
+    weighting: Literal["fixed", "uncertainty", "notebook_id"] = "fixed"
+    weight_solver: WeightSolverConfig = Field(default_factory=lambda: WeightSolverConfig())
     arcface_scale: Float = 30.0
     arcface_margin: Float = 0.5
 

@@ -45,3 +45,25 @@ def test_centres_get_the_analytic_gradient():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="feats"):
         CenterLoss(3, 4)(torch.zeros(2, 5), torch.tensor([0, 1]))
+
+
+def test_plain_l2_distance_by_hand():
+    """The notebook's form: mean of |x_i - c_{y_i}|, not squared. Centres set by hand:
+    x = (3, 4) against c = (0, 0) is 5; x = (1, 1) against c = (1, 2) is 1: mean 3."""
+    loss_fn = CenterLoss(num_classes=2, feat_dim=2, distance="l2")
+    with torch.no_grad():
+        loss_fn.centers.copy_(torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
+    feats = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    assert loss_fn(feats, labels).item() == pytest.approx(3.0)
+    squared = CenterLoss(num_classes=2, feat_dim=2)
+    squared.load_state_dict(loss_fn.state_dict())
+    assert squared(feats, labels).item() == pytest.approx((25.0 + 1.0) / 2)
+    # d/dc of |x - c| / B is -(x - c) / (|x - c| B): (-0.3, -0.4) and (0, +0.5)
+    loss_fn(feats, labels).backward()
+    assert torch.allclose(loss_fn.centers.grad, torch.tensor([[-0.3, -0.4], [0.0, 0.5]]))
+
+
+def test_unknown_distance_raises():
+    with pytest.raises(ValueError, match="'manhattan'"):
+        CenterLoss(2, 2, distance="manhattan")

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reidlab.losses import (
     TripletLoss,
@@ -130,3 +131,21 @@ def test_distances_stay_float32_under_autocast():
     # only the bf16 rounding of the input features remains
     assert torch.allclose(out.dist_ap, ref.dist_ap, rtol=2e-2)
     assert torch.allclose(out.dist_an, ref.dist_an, rtol=2e-2)
+
+
+def test_objective_triplet_normalize_uses_unit_features():
+    """loss.triplet_normalize: the term equals the plain triplet loss on L2-normalised
+    features, computed here by hand-normalising first."""
+    from reidlab.config import LossConfig
+    from reidlab.losses.objective import triplet_term
+    from reidlab.models.reid import ReIDOutput
+
+    torch.manual_seed(2)
+    feats = torch.randn(8, 6) * 7
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    out = ReIDOutput(global_feat=feats, feat=feats, logits=None)
+    term = triplet_term(LossConfig(triplet_normalize=True), 4, 6)
+    reference = TripletLoss()(F.normalize(feats, dim=1), labels).loss
+    assert term.fn(out, labels).item() == pytest.approx(reference.item(), rel=1e-6)
+    raw = triplet_term(LossConfig(), 4, 6).fn(out, labels)
+    assert raw.item() != pytest.approx(reference.item(), rel=1e-3)

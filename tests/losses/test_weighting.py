@@ -44,3 +44,43 @@ def test_key_mismatch_and_bad_names_raise():
         w({"id": torch.tensor(1.0), "triplet": torch.tensor(1.0), "center": torch.tensor(1.0)})
     with pytest.raises(ValueError):
         UncertaintyWeighting(["a", "a"])
+
+
+def test_notebook_id_weighting_by_hand():
+    """loss.weighting=notebook_id: exp(-s) * CE + 0.5 * s on the ID term only; the triplet
+    term keeps its fixed metric-loss weight. With s = 0.3, CE = 2, triplet = 3, weight 2:
+    total = exp(-0.3) * 2 + 0.15 + 6, and d total / d s = -exp(-0.3) * 2 + 0.5."""
+    from reidlab.losses.objective import LossTerm, Objective
+
+    terms = [LossTerm("id", lambda out, y: torch.tensor(2.0)),
+             LossTerm("triplet", lambda out, y: torch.tensor(3.0), weight=2.0)]
+    objective = Objective(terms, weighting="notebook_id")
+    assert objective.weighting is not None and objective.weighting.names == ["id"]
+    with torch.no_grad():
+        objective.weighting.log_vars.fill_(0.3)
+    total, values = objective(None, torch.zeros(1))
+    assert total.item() == pytest.approx(math.exp(-0.3) * 2 + 0.15 + 6, rel=1e-6)
+    assert set(values) == {"id", "triplet"}
+    total.backward()
+    assert objective.weighting.log_vars.grad.item() == pytest.approx(
+        -math.exp(-0.3) * 2 + 0.5, rel=1e-6)
+
+
+def test_learned_weights_own_optimiser_and_decay():
+    from reidlab.config import load_config
+    from reidlab.engine.task import build_optimizers, build_task
+
+    cfg = load_config(None, ["model.backbone=resnet18", "loss.weighting=notebook_id",
+                             "loss.weight_solver={lr: 0.5, momentum: 0.9, weight_decay: 1e-4, "
+                             "nesterov: true, gamma: 0.95}"])
+    task = build_task(cfg, 4)
+    slots = {s.name: s for s in build_optimizers(cfg, task)}
+    assert set(slots) == {"main", "weights"}
+    weights = slots["weights"]
+    (group,) = weights.optimizer.param_groups
+    assert group["params"][0] is task.objective.weighting.log_vars
+    assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.9, 1e-4, True)
+    weights.set_epoch(3)
+    assert group["lr"] == pytest.approx(0.5 * 0.95**2)
+    main_params = {id(p) for g in slots["main"].optimizer.param_groups for p in g["params"]}
+    assert id(task.objective.weighting.log_vars) not in main_params

@@ -48,7 +48,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     lines = [f"{'dataset':<{width}}  " + "  ".join(f"{c:>6}" for c in cols)]
     for name, values in rows.items():
         lines.append(f"{name:<{width}}  " + "  ".join(f"{100 * values[c]:6.2f}" for c in cols))
-    if "save_best" in metrics and len(rows) > 1:
+    if "save_best" in metrics and sum(not n.endswith(" (raw pixels)") for n in rows) > 1:
         lines.append(f"save best (score): {metrics['save_best']:.4f}")
     return "\n".join(lines)
 

@@ -158,13 +158,24 @@ def build_task(cfg: Config, num_classes: int) -> ReIDTask:
 
 
 def build_optimizers(cfg: Config, task: ReIDTask) -> list[OptimizerSlot]:
-    """The main optimiser over the model (and the learned loss weights, without weight
-    decay), scheduled by the warm-up multi-step rule; the centres' own SGD, unscheduled."""
+    """The main optimiser over the model, scheduled by the warm-up multi-step rule; the
+    learned loss weights in it (no weight decay) or in their own SGD
+    (``loss.weight_solver``); the centres' own SGD, unscheduled."""
     main = build_optimizer(task.model.named_parameters(), cfg.solver)
-    if task.objective.weighting is not None:
-        main.add_param_group({"params": list(task.objective.weighting.parameters()),
-                              "lr": cfg.solver.lr, "weight_decay": 0.0})
     slots = [OptimizerSlot("main", main, schedule=warmup_multistep(cfg.solver))]
+    weighting, ws = task.objective.weighting, cfg.loss.weight_solver
+    if weighting is not None and ws.lr is None:
+        main.add_param_group({"params": list(weighting.parameters()),
+                              "lr": cfg.solver.lr, "weight_decay": 0.0})
+    elif weighting is not None and ws.lr is not None:
+        sgd = torch.optim.SGD(weighting.parameters(), lr=ws.lr, momentum=ws.momentum,
+                              weight_decay=ws.weight_decay, nesterov=ws.nesterov)
+        gamma = ws.gamma
+
+        def decay(epoch: int) -> float:  # exponential decay, stepped after every epoch
+            return float(gamma ** (epoch - 1))
+
+        slots.append(OptimizerSlot("weights", sgd, schedule=decay))
     centers = [p for m in task.objective.center_modules() for p in m.parameters()]
     if centers:
         slots.append(OptimizerSlot("center", torch.optim.SGD(centers, lr=cfg.loss.center_lr),

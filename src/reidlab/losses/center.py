@@ -30,20 +30,28 @@ class CenterLoss(nn.Module):
       rescaling may come before ``scaler.step(center_optimizer)``: both are
       multiplications, so the order does not matter.
 
+    With ``distance="l2"`` each sample contributes its plain (not squared) Euclidean
+    distance ``|x_i - c_{y_i}|`` instead, as the notebook's code (ArronHZG/reid-baseline,
+    from commit b1f76d8) computes it.
+
     Args:
         num_classes: ``C``, the number of training identities.
         feat_dim: ``D``, the feature dimension.
+        distance: ``"squared"`` (Wen et al.; BoT) or ``"l2"``.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int) -> None:
+    def __init__(self, num_classes: int, feat_dim: int, distance: str = "squared") -> None:
         super().__init__()
         if num_classes < 1 or feat_dim < 1:
             raise ValueError(
                 f"CenterLoss needs positive num_classes and feat_dim, got {num_classes} and "
                 f"{feat_dim}"
             )
+        if distance not in ("squared", "l2"):
+            raise ValueError(f"CenterLoss distance must be 'squared' or 'l2', got {distance!r}")
         self.num_classes = num_classes
         self.feat_dim = feat_dim
+        self.distance = distance
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))  # (C, D)
 
     def forward(self, feats: Tensor, labels: Tensor) -> Tensor:
@@ -62,8 +70,10 @@ class CenterLoss(nn.Module):
                 f"{tuple(feats.shape)} and {tuple(labels.shape)}"
             )
         centers = self.centers[labels.long()]  # (B, D)
-        dist = (feats.float() - centers.float()).pow(2).sum(dim=1)  # (B,)
-        return dist.clamp(min=1e-12, max=1e12).sum() / feats.shape[0]
+        dist = (feats.float() - centers.float()).pow(2).sum(dim=1).clamp(min=1e-12, max=1e12)
+        if self.distance == "l2":
+            dist = dist.sqrt()  # (B,)
+        return dist.sum() / feats.shape[0]
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"
+        return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, {self.distance}"

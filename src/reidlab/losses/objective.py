@@ -57,7 +57,8 @@ def softmax_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
 @LOSSES.register("triplet")
 def triplet_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
     triplet = TripletLoss(
-        margin=cfg.triplet_margin, soft_margin=cfg.soft_margin, variant=cfg.triplet_variant
+        margin=cfg.triplet_margin, soft_margin=cfg.soft_margin, variant=cfg.triplet_variant,
+        normalize_feature=cfg.triplet_normalize,
     )
     return LossTerm(
         "triplet", lambda out, y: triplet(out.global_feat, y).loss, cfg.metric_loss_weight
@@ -66,7 +67,7 @@ def triplet_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
 
 @LOSSES.register("center")
 def center_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
-    center = CenterLoss(num_classes, feat_dim)
+    center = CenterLoss(num_classes, feat_dim, distance=cfg.center_distance)
     return LossTerm(
         "center", lambda out, y: center(out.global_feat, y), cfg.center_weight, center, False
     )
@@ -90,15 +91,22 @@ def uses_arcface(name: str) -> bool:
 
 
 class Objective(nn.Module):
-    """Sum of weighted loss terms; with uncertainty weighting the learnable terms are scaled by
-    exp(-s_i) and s_i added (Kendall, Gal and Cipolla, CVPR 2018)."""
+    """Sum of weighted loss terms. ``weighting="uncertainty"`` scales each learnable term by
+    exp(-s_i) and adds s_i (Kendall, Gal and Cipolla, CVPR 2018); ``"notebook_id"`` learns
+    one s on the ID term only, exp(-s) * CE + 0.5 * s, every other term keeping its fixed
+    weight (the notebook's "learning weight")."""
 
-    def __init__(self, terms: list[LossTerm], uncertainty: bool = False) -> None:
+    def __init__(self, terms: list[LossTerm], weighting: str = "fixed") -> None:
         super().__init__()
         self.terms = terms
         self.term_modules = nn.ModuleDict({t.name: t.module for t in terms if t.module})
-        learned = [t.name for t in terms if t.learned]
-        self.weighting = UncertaintyWeighting(learned) if uncertainty and learned else None
+        if weighting == "notebook_id":  # one s on the ID term, exp(-s) CE + 0.5 s
+            learned, regularizer = [t.name for t in terms if t.name == "id"], 0.5
+        else:
+            learned, regularizer = [t.name for t in terms if t.learned], 1.0
+        self.weighting = (UncertaintyWeighting(learned, regularizer)
+                          if weighting != "fixed" and learned else None)
+        self.learned = set(learned) if self.weighting is not None else set()
 
     def add_term(self, term: LossTerm) -> None:
         """Add a term (distillation, for instance) after construction."""
@@ -111,9 +119,9 @@ class Objective(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         values = {t.name: t.fn(output, targets) for t in self.terms}
         if self.weighting is not None:
-            learned = {t.name: values[t.name] for t in self.terms if t.learned}
+            learned = {t.name: values[t.name] for t in self.terms if t.name in self.learned}
             total = self.weighting(learned)
-            fixed = [t.weight * values[t.name] for t in self.terms if not t.learned]
+            fixed = [t.weight * values[t.name] for t in self.terms if t.name not in self.learned]
         else:
             total = torch.zeros((), device=targets.device)
             fixed = [t.weight * values[t.name] for t in self.terms]
@@ -132,4 +140,4 @@ def build_objective(cfg: LossConfig, num_classes: int, feat_dim: int) -> Objecti
         for token in loss_tokens(cfg.name)
         if token not in MODIFIERS
     ]
-    return Objective(terms, uncertainty=cfg.weighting == "uncertainty")
+    return Objective(terms, weighting=cfg.weighting)

@@ -20,18 +20,24 @@ class UncertaintyWeighting(nn.Module):
     The ``s_i`` belong in the trainer's optimizer with no weight decay (decay would pull
     them, and so the weights, towards 1).
 
+    ``regularizer`` scales the ``+ s_i`` term: 1 above; the notebook's "learning weight"
+    (ArronHZG/reid-baseline) learns one ``s`` on the ID term only with
+    ``exp(-s) * CE + 0.5 * s``, i.e. ``regularizer=0.5``.
+
     Args:
         names: the loss terms' names, in a fixed order; :meth:`forward` expects exactly
             these keys.
+        regularizer: the factor of ``s_i`` in the total.
     """
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], regularizer: float = 1.0) -> None:
         super().__init__()
         if not names:
             raise ValueError("UncertaintyWeighting needs at least one loss name")
         if len(set(names)) != len(names):
             raise ValueError(f"UncertaintyWeighting names must be distinct, got {names}")
         self.names = list(names)
+        self.regularizer = regularizer
         self.log_vars = nn.Parameter(torch.zeros(len(names)))  # (N,) the s_i
 
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
@@ -41,7 +47,7 @@ class UncertaintyWeighting(nn.Module):
             losses: one scalar tensor per name given at construction.
 
         Returns:
-            A scalar tensor ``sum_i exp(-s_i) * L_i + s_i``.
+            A scalar tensor ``sum_i exp(-s_i) * L_i + regularizer * s_i``.
         """
         missing = [n for n in self.names if n not in losses]
         unknown = [n for n in losses if n not in self.names]
@@ -53,7 +59,7 @@ class UncertaintyWeighting(nn.Module):
         total = self.log_vars.new_zeros(())
         for i, name in enumerate(self.names):
             s = self.log_vars[i]
-            total = total + torch.exp(-s) * losses[name].float() + s
+            total = total + torch.exp(-s) * losses[name].float() + self.regularizer * s
         return total
 
     def values(self) -> dict[str, float]:
@@ -63,4 +69,4 @@ class UncertaintyWeighting(nn.Module):
         }
 
     def extra_repr(self) -> str:
-        return f"names={self.names}"
+        return f"names={self.names}, regularizer={self.regularizer}"
