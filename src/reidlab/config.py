@@ -15,8 +15,9 @@ errors carry the location of every failing key, from which the messages below ar
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -31,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from reidlab.config_errors import message
 from reidlab.registry import nearest
 
 
@@ -88,7 +90,9 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _pk_batches(self) -> DataConfig:
-        if self.num_instances < 1 or self.batch_size % self.num_instances:
+        if self.num_instances < 1:
+            raise ValueError(f"data.num_instances must be at least 1, got {self.num_instances}")
+        if self.batch_size % self.num_instances:
             raise ValueError(f"data.batch_size {self.batch_size} is not a multiple of "
                              f"data.num_instances {self.num_instances} (PK batches: P ids x K)")
         return self
@@ -279,71 +283,11 @@ def _check_names(cfg: Config) -> None:
         raise ValueError(f"loss.name: {err.args[0] if err.args else err}") from None
 
 
-
-
-_TYPE_MESSAGES = {
-    "int_type": "expected an integer", "int_from_float": "expected an integer",
-    "int_parsing": "expected an integer", "bool_type": "expected true or false",
-    "string_type": "expected a string", "float_type": "expected a number",
-    "float_parsing": "expected a number", "list_type": "expected a list",
-    "dict_type": "expected a mapping", "model_type": "expected a mapping",
-    "model_attributes_type": "expected a mapping",
-}
-
-
-def _section_at(loc: tuple) -> type[BaseModel] | None:
-    """The config section at a location path (``("data", "synthetic")``), if it is one."""
-    cls: Any = Config
-    for part in loc:
-        field = cls.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type)
-                                 and issubclass(field.annotation, BaseModel)):
-            return None
-        cls = field.annotation
-    return cls
-
-
-def _tuple_len(loc: tuple) -> int | str:
-    """How many values the tuple field at ``loc`` holds."""
-    section = _section_at(loc[:-1])
-    field = section.model_fields.get(str(loc[-1])) if section else None
-    return len(get_args(field.annotation)) if field is not None else "several"
-
-
-def _message(error: Any) -> str:
-    """One readable line for one pydantic error, naming the dotted key."""
-    loc = tuple(error["loc"])
-    names = [p for p in loc if isinstance(p, str)]
-    key = ""
-    for part in loc:  # list items are part of their key: data.train[1]
-        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
-    kind, value = error["type"], error.get("input")
-    if kind == "extra_forbidden":
-        section = _section_at(loc[:-1])
-        hint = nearest(str(loc[-1]), list(section.model_fields)) if section else None
-        prefix = ".".join(names[:-1])
-        full = f"{prefix}.{hint}" if prefix and hint else hint
-        return f"unknown key {key!r}" + (f"; did you mean {full!r}?" if hint else "")
-    if kind == "literal_error":
-        return f"{key}: {value!r} is not one of {error['ctx']['expected'].replace(' or ', ', ')}"
-    if kind == "missing" and isinstance(loc[-1], int):  # a tuple given too few values
-        return f"{key.rsplit('[', 1)[0]}: expected a list of {_tuple_len(loc[:-1])} values"
-    if kind in ("too_long", "tuple_type"):
-        return f"{key}: expected a list of {_tuple_len(loc)} values, got {value!r}"
-    if kind == "value_error" and str(error["msg"]).startswith("Value error, not a number"):
-        return f"{key}: expected a number, got {value!r}"
-    if kind == "value_error":  # our own validators name their keys
-        return str(error["msg"]).removeprefix("Value error, ")
-    if kind in _TYPE_MESSAGES:
-        return f"{key}: {_TYPE_MESSAGES[kind]}, got {value!r}"
-    return f"{key}: {error['msg']}, got {value!r}"
-
-
 def _build(data: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError("; ".join(_message(e) for e in err.errors()[:3])) from None
+        raise ConfigError("; ".join(message(Config, e) for e in err.errors()[:3])) from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -361,6 +305,20 @@ def to_dict(cfg: BaseModel) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true and false. YAML 1.1 also reads
+    yes/no/on/off as booleans, so ``test.flip=yes`` would pass for true."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b=value`` into its key path and YAML-parsed value."""
     if "=" not in text:
@@ -368,7 +326,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override {text!r} has no key")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.load(raw, _Loader) if raw.strip() else ""
     return key.strip().split("."), value
 
 
@@ -403,7 +361,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist")
     with path.open() as fh:
         try:
-            data = yaml.safe_load(fh) or {}
+            data = yaml.load(fh, _Loader) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
