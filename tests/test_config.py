@@ -48,8 +48,11 @@ def test_int_accepted_where_float_expected_and_tuple_converted():
         ("data.batch_size=64.5", ["data.batch_size", "integer", "64.5"]),
         ("solver.lr=fast", ["solver.lr", "number", "fast"]),
         ("test.flip=yes please", ["test.flip", "true or false"]),
+        ("test.flip=yes", ["test.flip: expected true or false, got 'yes'"]),  # YAML 1.1's bool
+        ("solver.amp=off", ["solver.amp: expected true or false, got 'off'"]),
         ("model.pooling=max", ["model.pooling", "'avg'", "'gem'"]),
-        ("augment.erasing_area=[0.1]", ["augment.erasing_area", "2 values"]),
+        ("augment.erasing_area=[0.1]", ["augment.erasing_area: expected a list of 2 values, "
+                                        "got [0.1]"]),
         ("augment.mean=[0.1, 0.2, 0.3, 0.4]", ["augment.mean", "3 values"]),
         ("seed=true", ["seed", "integer", "True"]),
         ("solver.lr=true", ["solver.lr", "number"]),
@@ -58,11 +61,13 @@ def test_int_accepted_where_float_expected_and_tuple_converted():
         ("mode=lifelong", ["mode", "'lifelong'", "'supervised'"]),
         # cross-field rules
         ("data.batch_size=62", ["data.batch_size 62", "data.num_instances 4"]),
+        ("data.num_instances=0", ["data.num_instances", "at least 1"]),
         ("solver.milestones=[40, 40]", ["solver.milestones", "strictly increasing"]),
         ("solver.milestones=[0, 10]", ["solver.milestones", "positive"]),
         ("solver.epochs=0", ["solver.epochs", "at least 1"]),
         ("loss.weight_solver.nesterov=true", ["loss.weight_solver.nesterov", "momentum"]),
         ("solver.eval_period=0", ["solver.eval_period", "at least 1"]),
+        ("solver.checkpoint_period=0", ["solver.checkpoint_period", "at least 1"]),
         # names, checked at load time
         ("model.backbone=resnet5", ["model.backbone", "'resnet5'", "did you mean 'resnet50'?"]),
         ("loss.name=softmax_tripet", ["loss.name", "'tripet'", "'triplet'"]),
@@ -79,6 +84,16 @@ def test_errors_name_the_key(override, words):
         load_config(None, [override])
     for word in words:
         assert word in str(err.value)
+
+
+def test_yaml_files_read_only_true_and_false_as_booleans(tmp_path):
+    assert load_config(write(tmp_path, "test:\n  flip: True\n")).test.flip is True
+    with pytest.raises(ConfigError, match=r"test\.flip: expected true or false, got 'on'"):
+        load_config(write(tmp_path, "test:\n  flip: on\n"))
+    cfg = load_config(None, ["notebook.tricks=yes"])  # a string field keeps the word
+    assert cfg.notebook.tricks == "yes"
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
 
 
 def test_error_names_the_file(tmp_path):
