@@ -131,7 +131,8 @@ def fake_generate(
     out_dir = Path(out_dir)
     if not (out_dir / "synthetic.json").is_file():
         make_market(out_dir)
-        (out_dir / "synthetic.json").write_text(f'{{"num_ids": {num_ids}, "domain": "{domain}"}}')
+        (out_dir / "synthetic.json").write_text(
+            f'{{"num_ids": {num_ids}, "seed": {seed}, "domain": "{domain}"}}')
     return out_dir
 
 
@@ -141,10 +142,10 @@ MINIATURES = {
     "market1501": (make_market, {}, MARKET_STATS, "Market-1501-v15.09.15"),
     "dukemtmc": (lambda f: make_market(f, DUKE), {}, DUKE_STATS, "DukeMTMC-reID"),
     "msmt17": (make_msmt, {}, MSMT_STATS, "MSMT17_V1"),
-    "synthetic": (fake_generate, {"domain": "b"}, MARKET_STATS, None),
+    "synthetic": (lambda f: fake_generate(f, domain="b"), {"domain": "b"}, MARKET_STATS, None),
     "synthetic-a": (fake_generate, {}, MARKET_STATS, None),
-    "synthetic-b": (fake_generate, {}, MARKET_STATS, None),
-    "synthetic-c": (fake_generate, {}, MARKET_STATS, None),
+    "synthetic-b": (lambda f: fake_generate(f, domain="b"), {}, MARKET_STATS, None),
+    "synthetic-c": (lambda f: fake_generate(f, domain="c"), {}, MARKET_STATS, None),
 }
 
 

@@ -224,3 +224,15 @@ def test_raw_pixel_baseline_matches_plain_reference(tiny: Path) -> None:
     m_ap, rank1 = _brute_force_baseline(tiny, (16, 8))
     assert result["mAP"] == pytest.approx(m_ap, abs=1e-6)
     assert result["rank1"] == pytest.approx(rank1)
+
+
+def test_a_generation_folder_made_with_other_settings_is_refused(tiny_synthetic):
+    from reidlab.data.datasets import load_dataset
+
+    before = sorted(p.name for p in (tiny_synthetic / "bounding_box_train").iterdir())
+    with pytest.raises(ValueError, match=r"domain 'a' there, 'b' asked"):
+        load_dataset("synthetic-b", tiny_synthetic, ids=12, seed=0)
+    with pytest.raises(ValueError, match=r"num_ids 12 there, 20 asked"):
+        load_dataset("synthetic", tiny_synthetic, ids=20, seed=0, domain="a")
+    assert sorted(p.name for p in (tiny_synthetic / "bounding_box_train").iterdir()) == before
+    assert load_dataset("synthetic-a", tiny_synthetic, ids=12, seed=0).train

@@ -8,6 +8,7 @@ a source/target pair for domain adaptation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from reidlab.data.datasets.market1501 import parse_market1501
@@ -30,8 +31,25 @@ def synthetic_dir(root: str | Path, *, ids: int, seed: int, domain: str) -> Path
     """
     root = Path(root).expanduser()
     if (root / MANIFEST).is_file():
+        _check_generation(root, ids=ids, seed=seed, domain=domain)
         return root
     return root / f"synthetic-{domain}-{ids}ids-seed{seed}"
+
+
+def _check_generation(folder: Path, *, ids: int, seed: int, domain: str) -> None:
+    """Refuse a generation folder made with other settings: generating there would replace
+    the images that other runs read."""
+    try:
+        found = json.loads((folder / MANIFEST).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{folder / MANIFEST} is not valid JSON: {err}") from None
+    wanted = {"num_ids": ids, "seed": seed, "domain": domain}
+    differ = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
+    if differ:
+        detail = ", ".join(f"{k} {old!r} there, {new!r} asked" for k, (old, new) in differ.items())
+        raise ValueError(
+            f"{folder} holds a synthetic generation with other settings ({detail}); point the "
+            "dataset's root at its parent folder, or ask for the settings it was made with")
 
 
 @DATASETS.register("synthetic")
