@@ -153,8 +153,13 @@ def test_a_crash_during_evaluation_keeps_the_previous_state_and_resumes(
     assert status["epoch"] == 1 and status["best"]["epoch"] == 1
     assert [p.name for p in RunDir(run).checkpoint_files()] == ["checkpoint_1.pt"]
     monkeypatch.setattr(Validator, "__call__", real_call)
+    # As if the crash had come after epoch 2's validation was written, before its state:
+    history = json.loads((run / "history.json").read_text())
+    history["epochs"].append({**history["epochs"][0], "epoch": 2})
+    (run / "history.json").write_text(json.dumps(history))
     resumed = train(load_config(None, [*tiny_overrides(tiny_synthetic, run, epochs=2),
                                        f"resume={run}"]))
+    assert [h["epoch"] for h in resumed.history] == [1, 2]  # epoch 2 redone, not kept twice
     for key in METRICS:
         assert resumed.metrics["synthetic-a"][key] == pytest.approx(
             full.metrics["synthetic-a"][key], abs=1e-6)

@@ -187,7 +187,9 @@ def fit(
         Checkpoint.load_objects(to_load=to_save,
                                 checkpoint=torch.load(source, map_location="cpu",
                                                       weights_only=True))
-        result.history = stage.read_history()
+        # A validation whose epoch's state was never saved (a crash between the two) is
+        # redone, not kept twice.
+        result.history = [h for h in stage.read_history() if h["epoch"] <= trainer.state.epoch]
         log.info("resumed from %s at epoch %d", source, trainer.state.epoch)
 
     started = time.time()
