@@ -10,12 +10,15 @@ interpreter, torch and the loaded inputs included). References, run the same way
 * ranking: a plain numpy full-argsort evaluation like the classic ``eval_func``
   (reid-strong-baseline), on the same distance matrix, or on ``1 - q @ g.T`` from features;
 * re-ranking: the authors' dense re-ranking (Zhong et al., CVPR 2017) transcribed with
-  float32 matrices.
+  float32 matrices;
+* the k-nearest-neighbour search of re-ranking (``knn``: reidlab's one pass over distance
+  tiles, which also gives the row maxima and the query x gallery block re-ranking needs)
+  against faiss's exact ``IndexFlatL2`` (k-NN only), and how many neighbour lists agree.
 
 A reference whose predicted memory exceeds the limit (default 20 GB, or what the machine
 has free) is skipped, and the table says so. Usage::
 
-    python benchmarks/evaluation.py --sizes market,msmt17 [--skip-reference]
+    python benchmarks/evaluation.py --sizes market,msmt17 [--skip-reference] [--cases knn]
 """
 
 from __future__ import annotations
@@ -176,6 +179,22 @@ def run_case(case: str, size: str, data: Path) -> dict:
             distmat = (1 - torch.from_numpy(q) @ torch.from_numpy(g).T).numpy()
             cmc, mAP, mINP = reference_eval(distmat, *labels)
             out["mAP"], out["mINP"], out["r1"] = mAP, mINP, float(cmc[0])
+    elif case in ("knn", "knn_ref"):
+        x = np.concatenate([q, g])
+        t = time.perf_counter()
+        if case == "knn":
+            from reidlab.evaluation.distance import self_neighbours
+
+            idx = self_neighbours(torch.from_numpy(x), 21, split=len(q)).indices
+        else:
+            import faiss
+
+            index = faiss.IndexFlatL2(x.shape[1])
+            index.add(x)
+            idx = index.search(x, 21)[1]
+        out["seconds"] = time.perf_counter() - t
+        np.save(data / f"{size}_{case}.npy", idx)
+        out["mAP"] = float("nan")
     elif case in ("rerank", "rerank_ref"):
         t = time.perf_counter()
         dist = re_rank(q, g) if case == "rerank" else reference_re_ranking(q, g)
@@ -204,6 +223,8 @@ def predicted_reference_gb(case: str, size: str) -> float:
     num_q, num_g = p["num_q"], p["num_g_ids"] + p["distractors"] + p["junk"]
     if case in ("rank", "evaluate"):  # distances, argsort int64, gathered pids, matches
         return num_q * num_g * (4 + 8 + 8 + 4) / 1e9
+    if case == "knn":  # faiss: the features and its result lists
+        return (num_q + num_g) * (DIM * 4 + 21 * 12) / 1e9
     n = num_q + num_g  # float32 distance, V, V_qe, argsort (int64 while sorting)
     return n * n * (4 + 4 + 4 + 8) / 1e9
 
@@ -250,6 +271,8 @@ def main() -> None:
     ap.add_argument("--skip-reference", action="store_true", help="only time reidlab")
     ap.add_argument("--limit-gb", type=float, default=20.0, help="skip references above this")
     ap.add_argument("--data", default=None, help="folder caching the generated features")
+    ap.add_argument("--cases", default="rank,evaluate,rerank,knn",
+                    help="comma list of: rank (market only), evaluate, rerank, knn")
     ap.add_argument("--run-case", help=argparse.SUPPRESS)
     ap.add_argument("--size", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -268,7 +291,7 @@ def main() -> None:
     rows = []
     for size in sizes:
         prepare(size, data)
-        cases = ["rank", "evaluate", "rerank"] if size == "market" else ["evaluate", "rerank"]
+        cases = [c for c in args.cases.split(",") if c and (c != "rank" or size == "market")]
         for case in cases:
             ours = spawn(case, size, data)
             ref: dict = {"skipped": "--skip-reference"} if args.skip_reference else {}
@@ -290,6 +313,7 @@ def print_row(size: str, case: str, ours: dict, ref: dict, data: Path) -> None:
         "rank": "rank(distmat)",
         "evaluate": "evaluate(features)",
         "rerank": "re_rank(features)",
+        "knn": "k-NN (k=21)",
     }
     if "error" in ours:
         print(f"{size:7s} {names[case]:19s} reidlab failed: {ours['error']}")
@@ -298,6 +322,15 @@ def print_row(size: str, case: str, ours: dict, ref: dict, data: Path) -> None:
         f"{size:7s} {names[case]:19s} reidlab {ours['seconds']:8.2f} s {ours['peak_gb']:6.2f} GB"
         f"  mAP {ours['mAP']:.4f}"
     )
+    if case == "knn" and "seconds" in ref:
+        a, b = np.load(data / f"{size}_knn.npy"), np.load(data / f"{size}_knn_ref.npy")
+        same_lists = float((a == b).all(1).mean())
+        same_sets = float((np.sort(a, 1) == np.sort(b, 1)).all(1).mean())
+        print(f"{size:7s} {names[case]:19s} reidlab {ours['seconds']:8.2f} s "
+              f"{ours['peak_gb']:6.2f} GB | faiss IndexFlatL2 {ref['seconds']:8.2f} s "
+              f"{ref['peak_gb']:6.2f} GB | time x{ref['seconds'] / ours['seconds']:.2f} | "
+              f"identical lists {same_lists:.4f}, identical sets {same_sets:.4f}")
+        return
     if "skipped" in ref or "error" in ref:
         print(line + f" | reference: {ref.get('skipped') or ref.get('error')}")
         return

@@ -74,6 +74,7 @@ def runs(tmp_path) -> Path:
              {"market1501": figures(0.6, 0.8), "dukemtmc": figures(0.55, 0.75)})
     # A synthetic twin row with the published Market-1501 figures, plus the raw-pixel floor.
     make_run(root, "i/twin", ["model.backbone=resnet50", "notebook.dataset=market1501",
+                              "notebook.commit=8a4b8810aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                               *notebook("01/02", "baseline", 85.8, 94.2, 90.1)],
              {"synthetic-a": figures(0.1, 0.2), "synthetic-a (raw pixels)": figures(0.05, 0.06)})
     # A `reidlab test` run (no history) without a notebook section.
@@ -121,7 +122,7 @@ def test_text_table(runs):
     text = build_report(runs)
     lines = text.splitlines()
     assert lines[0].split() == ["dataset", "backbone", "id", "tricks", "mAP", "rank1", "mean",
-                                "nb", "mAP", "nb", "rank1", "nb", "mean"]
+                                "nb", "mAP", "nb", "rank1", "nb", "mean", "nb", "commit"]
     first = lines[2]
     assert first.startswith("market1501") and "batch-size: 128" in first
     assert first.split()[-6:] == ["85.1", "93.5", "89.29", "85.0", "93.8", "89.97"]
@@ -136,14 +137,17 @@ def test_markdown_table(runs):
     text = build_report(runs, markdown=True)
     lines = text.splitlines()
     assert lines[0] == ("| dataset | backbone | id | tricks | mAP | rank1 | mean | nb mAP | "
-                        "nb rank1 | nb mean |")
-    assert lines[1] == "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+                        "nb rank1 | nb mean | nb commit |")
+    assert lines[1] == ("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+                        "---: |")
     table = [line for line in lines if line.startswith("| ")][2:]
     assert len(table) == 11
     assert table[0] == ("| market1501 | resnet50 | 03 | batch-size: 128 | 85.1 | 93.5 | 89.29 | "
-                        "85.0 | 93.8 | 89.97 |")
+                        "85.0 | 93.8 | 89.97 |  |")
     assert "learning weight \\| joint" in text  # a | inside a cell is escaped
-    assert all(line.count(" | ") == 9 for line in table)
+    assert all(line.count(" | ") == 10 for line in table)
+    twin = [line for line in table if line.startswith("| synthetic-a | resnet50 | 01/02")][0]
+    assert twin.endswith("| 8a4b881 |")  # the commit, short
     assert "- raw-pixel floor on synthetic-a" in text and "\\* published" in text
 
 

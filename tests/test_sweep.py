@@ -16,7 +16,9 @@ from reidlab.sweep import default_runs_dir, experiment_files, sweep
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
-MARKET_ROWS = sorted((CONFIGS / "market1501" / "notebook").rglob("*.yaml"))
+MARKET_ROWS = sorted(p for p in (CONFIGS / "market1501" / "notebook").rglob("*.yaml")
+                     if p.name != "base.yaml")  # base.yaml: the notebook code's shared settings
+OTHER_ROWS = sorted([*(CONFIGS / "dukemtmc").glob("*.yaml"), *(CONFIGS / "msmt17").glob("*.yaml")])
 TWIN = CONFIGS / "synthetic" / "notebook"
 
 
@@ -63,6 +65,20 @@ def test_market_row_states_its_row_and_number(path):
     assert f"row {cfg.model.backbone} {nb.id}" in header
     assert f"mAP {nb.map:.1f}, rank-1 {nb.rank1:.1f}" in header
     assert cfg.data.train == ["market1501"] and nb.dataset is None
+    assert nb.commit and len(nb.commit) == 40 and f"commit {nb.commit[:7]}" in header
+
+
+@pytest.mark.parametrize("path", [*MARKET_ROWS, *OTHER_ROWS], ids=lambda p: p.stem)
+def test_rows_train_the_notebook_codes_settings(path):
+    """What every row's code computed (base.yaml), whatever the row changes on top."""
+    cfg = load_config(path)
+    assert "center" in cfg.loss.name and cfg.loss.center_distance == "l2"
+    assert cfg.loss.triplet_normalize and cfg.loss.center_weight == 0.0005
+    assert (cfg.model.layout, cfg.model.ibn_b_blocks, cfg.model.pretrained_partial) == (
+        "torchvision", "all", True)
+    assert cfg.seed == 1024 and cfg.model.pretrained.startswith("https://download.pytorch.org")
+    if cfg.test.rerank:
+        assert (cfg.test.k1, cfg.test.k2, cfg.test.rerank_distance) == (24, 6, "euclidean")
 
 
 def _tricks(cfg) -> dict:
@@ -70,6 +86,8 @@ def _tricks(cfg) -> dict:
     return {"backbone": cfg.model.backbone, "pooling": cfg.model.pooling, "neck": cfg.model.neck,
             "loss": yaml.safe_dump(cfg.loss.model_dump()), "batch": cfg.data.batch_size,
             "instances": cfg.data.num_instances, "rerank": cfg.test.rerank,
+            "test": (cfg.test.k1, cfg.test.k2, cfg.test.rerank_distance),
+            "layout": (cfg.model.layout, cfg.model.ibn_b_blocks),
             "notebook": (cfg.notebook.id, cfg.notebook.tricks, cfg.notebook.map,
                          cfg.notebook.rank1, cfg.notebook.mean)}
 
@@ -77,22 +95,21 @@ def _tricks(cfg) -> dict:
 @pytest.mark.parametrize("real, twin", [
     *[(p, TWIN / "market1501" / p.relative_to(CONFIGS / "market1501" / "notebook"))
       for p in MARKET_ROWS],
-    (CONFIGS / "dukemtmc" / "bot_r50.yaml", TWIN / "dukemtmc" / "bot_r50.yaml"),
-    (CONFIGS / "msmt17" / "bot_r50.yaml", TWIN / "msmt17" / "bot_r50.yaml"),
+    *[(p, TWIN / p.parent.name / p.name) for p in OTHER_ROWS],
 ], ids=lambda p: "/".join(p.parts[-2:]))
 def test_synthetic_twin_mirrors_its_row(real, twin):
     a, b = load_config(real), load_config(twin)
     assert _tricks(a) == _tricks(b)
     assert b.data.train == ["synthetic"] and b.model.pretrained is None
     assert b.notebook.dataset == a.data.train[0]
-    assert (b.data.height, b.data.width) == (64, 32)
+    assert (b.data.height, b.data.width, b.model.width) == (64, 32, 16)
 
 
 def test_twin_grid_has_no_extra_rows():
     twins = {p.relative_to(TWIN / "market1501") for p in (TWIN / "market1501").rglob("*.yaml")}
     assert twins == {p.relative_to(CONFIGS / "market1501" / "notebook") for p in MARKET_ROWS}
     files = experiment_files(TWIN)
-    assert TWIN / "base.yaml" not in files and len(files) == len(MARKET_ROWS) + 2
+    assert TWIN / "base.yaml" not in files and len(files) == len(MARKET_ROWS) + len(OTHER_ROWS)
 
 
 # ---------------------------------------------------------------- sweep logic (stand-in runner)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reidlab.config import load_config
+from reidlab.data.check import SKIPPED_KEYS
 from reidlab.engine.rundir import RunDir, find_runs, read_json
 
 DATASET_ORDER = ("market1501", "dukemtmc", "msmt17")
@@ -25,7 +26,7 @@ FORM_PREFIXES = ("se_ibn_a_", "se_ibn_b_", "ibn_a_", "ibn_b_", "se_")
 RAW_PIXELS = " (raw pixels)"  # suffix of the raw-pixel baseline's entry in metrics.json
 SCORE_KEY = "save_best"  # the validation score beside the test sets in metrics.json
 COLUMNS = ("dataset", "backbone", "id", "tricks", "mAP", "rank1", "mean",
-           "nb mAP", "nb rank1", "nb mean")
+           "nb mAP", "nb rank1", "nb mean", "nb commit")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Row:
     published_rank1: float | None
     published_mean: float | None
     published_on: str | None  # the dataset of the published figures, when not ``dataset``
+    commit: str | None  # the notebook code's commit the config reproduces
     run_dir: Path
     finished: bool
 
@@ -79,7 +81,7 @@ def read_run(run_dir: Path, root: Path) -> tuple[list[Row], list[Floor]]:
         tricks = f"{tricks} (unfinished)".strip()
     rows, floors = [], []
     for name, values in metrics.items():
-        if name == SCORE_KEY:
+        if name in (SCORE_KEY, *SKIPPED_KEYS):
             continue
         try:
             figures = [100 * float(values[k]) for k in ("mAP", "rank1", "mean")]
@@ -103,6 +105,7 @@ def read_run(run_dir: Path, root: Path) -> tuple[list[Row], list[Floor]]:
             published_rank1=nb.rank1,
             published_mean=nb.mean,
             published_on=nb.dataset if nb.dataset not in (None, name) else None,
+            commit=nb.commit,
             run_dir=run_dir,
             finished=finished,
         ))
@@ -155,12 +158,14 @@ def _cells(row: Row) -> list[str]:
         _published(row.published_map, 1, other),
         _published(row.published_rank1, 1, other),
         _published(row.published_mean, 2, other),
+        (row.commit or "")[:7],
     ]
 
 
 def _notes(rows: list[Row], floors: list[Floor]) -> list[str]:
     notes = ["mAP, rank1, mean: measured, in percent (mean = (mAP + rank1) / 2); "
-             "nb: the notebook's published figure"]
+             "nb: the notebook's published figure; nb commit: the commit of the notebook's "
+             "code (ArronHZG/reid-baseline) whose settings the config trains"]
     pairs = list(dict.fromkeys((r.dataset, r.published_on) for r in rows if r.published_on))
     if pairs:
         where = ", ".join(f"{measured} rows: {published}" for measured, published in pairs)

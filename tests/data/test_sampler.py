@@ -146,3 +146,32 @@ def test_invalid_arguments_raise():
         RandomIdentitySampler(PIDS, rank=2, world_size=2, batch_size=8)
     with pytest.raises(ValueError, match="world_size"):
         RandomIdentitySampler(PIDS, batch_size=8, num_instances=4, world_size=100)
+
+
+def test_identity_split_cuts_each_global_batch_into_whole_identities():
+    bs, k, world = 16, 4, 2
+    ref = RandomIdentitySampler(PIDS, batch_size=bs, num_instances=k, seed=7)
+    ref.set_epoch(3)
+    ref_batches = _batches(ref)
+    shards = []
+    for rank in range(world):
+        s = RandomIdentitySampler(PIDS, batch_size=bs, num_instances=k, seed=7, rank=rank,
+                                  world_size=world, split="identities")
+        s.set_epoch(3)
+        assert s.local_batch_size == 8 and len(s) == len(ref_batches) * 8
+        out = list(s)
+        shards.append([out[i : i + 8] for i in range(0, len(out), 8)])
+    for step, batch in enumerate(ref_batches):
+        a, b = shards[0][step], shards[1][step]
+        assert a + b == batch  # together: the one-process batch, in order
+        ids_a, ids_b = {PIDS[i] for i in a}, {PIDS[i] for i in b}
+        assert len(ids_a) == len(ids_b) == 2 and not ids_a & ids_b  # whole, disjoint ids
+        assert Counter(PIDS[i] for i in a).most_common()[-1][1] == k
+
+
+def test_identity_split_needs_p_divisible_by_world_size():
+    with pytest.raises(ValueError, match="split evenly"):
+        RandomIdentitySampler(PIDS, batch_size=12, num_instances=4, world_size=2,
+                              split="identities")
+    with pytest.raises(ValueError, match="split must be"):
+        RandomIdentitySampler(PIDS, batch_size=8, num_instances=4, split="ids")

@@ -48,3 +48,30 @@ def test_slot_schedule_per_epoch_and_bias_groups():
     constant = OptimizerSlot("center", torch.optim.SGD(model.parameters(), lr=0.5))
     constant.set_epoch(3)
     assert constant.optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_center_solver_momentum_nesterov_decay_and_grad_scale():
+    from reidlab.config import Config
+    from reidlab.engine.task import build_optimizers, build_task
+
+    cfg = Config.model_validate({
+        "model": {"backbone": "resnet18", "width": 16},
+        "loss": {"name": "softmax_triplet_center", "center_lr": 0.5, "center_weight": 0.0005,
+                 "center_solver": {"momentum": 0.9, "weight_decay": 1e-4, "nesterov": True,
+                                   "gamma": 0.995}},
+    })
+    slots = {s.name: s for s in build_optimizers(cfg, build_task(cfg, num_classes=3))}
+    center = slots["center"]
+    group = center.optimizer.param_groups[0]
+    assert isinstance(center.optimizer, torch.optim.SGD)
+    assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.9, 1e-4, True)
+    assert center.grad_scale == pytest.approx(2000.0)
+    for epoch, factor in ((1, 1.0), (2, 0.995), (11, 0.995 ** 10)):
+        center.set_epoch(epoch)
+        assert group["lr"] == pytest.approx(0.5 * factor)
+    plain = Config.model_validate({"model": {"backbone": "resnet18", "width": 16},
+                                   "loss": {"name": "softmax_triplet_center"}})
+    slot = {s.name: s for s in build_optimizers(plain, build_task(plain, 3))}["center"]
+    assert slot.schedule is None and slot.optimizer.param_groups[0]["momentum"] == 0.0
+    with pytest.raises(Exception, match="nesterov"):
+        Config.model_validate({"loss": {"center_solver": {"nesterov": True}}})

@@ -36,7 +36,7 @@ def full_sort_rank():
     return _full_sort_rank
 
 
-def _reference_re_ranking(q, g, k1, k2, lambda_value):
+def _reference_re_ranking(q, g, k1, k2, lambda_value, squared=True):
     """The authors' re_ranking (Zhong et al., CVPR 2017) transcribed plainly, in float64.
 
     Returns the final (Q, G) distance and the (Q+G, Q+G) Jaccard distance of all rows.
@@ -45,6 +45,8 @@ def _reference_re_ranking(q, g, k1, k2, lambda_value):
     feat = np.concatenate([q, g]).astype(np.float64)
     n, num_q = len(feat), len(q)
     dist = ((feat[:, None, :] - feat[None, :, :]) ** 2).sum(-1)
+    if not squared:  # the notebook's tools/test.py starts from the plain distance
+        dist = np.sqrt(dist)
     dist = np.transpose(dist / np.max(dist, axis=0))
     initial_rank = np.argsort(dist, axis=1, kind="stable")
     V = np.zeros((n, n))

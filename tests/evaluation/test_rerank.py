@@ -64,3 +64,16 @@ def test_errors(clustered_features) -> None:
         re_rank(feats[:5], feats[5:, :8])
     with pytest.raises(ValueError, match="k1"):
         re_rank(feats[:5], feats[5:], k1=0)
+
+
+def test_re_rank_from_the_plain_euclidean_distance(reference_re_ranking, clustered_features):
+    feats, _ = clustered_features(3, 200)
+    feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)  # normalised, as tested
+    q, g = feats[:50], feats[50:]
+    expected, _ = reference_re_ranking(q, g, 24, 6, 0.3, squared=False)
+    got = re_rank(q, g, 24, 6, 0.3, distance="euclidean", block_size=64)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+    squared, _ = reference_re_ranking(q, g, 24, 6, 0.3)
+    assert np.abs(got - squared).max() > 1e-3  # the two starting points do differ
+    with pytest.raises(ValueError, match="distance"):
+        re_rank(q, g, distance="cosine")

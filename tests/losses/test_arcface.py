@@ -83,3 +83,54 @@ def test_float32_logits_under_autocast():
         logits = head(feats, torch.tensor([0]))
     assert logits.dtype == torch.float32
     assert logits[0, 0].item() == pytest.approx(S * math.cos(math.radians(30) + M), rel=1e-5)
+
+
+def _extra_objective(frozen: bool):
+    from reidlab.config import LossConfig
+    from reidlab.losses.objective import build_objective
+
+    cfg = LossConfig(name="softmax_arcface_triplet", arcface_head="extra", arcface_scale=64.0,
+                     arcface_frozen=frozen, label_smooth=0.0)
+    return build_objective(cfg, num_classes=2, feat_dim=2)
+
+
+def test_extra_head_is_a_term_with_plain_cross_entropy_at_known_angles():
+    from reidlab.models.reid import ReIDOutput
+
+    objective = _extra_objective(frozen=False)
+    assert [t.name for t in objective.terms] == ["id", "triplet", "arcface"]
+    head = objective.term_modules["arcface"]
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    feat = torch.tensor([_unit(30), _unit(100)])  # the neck feature feeds the head
+    labels = torch.tensor([0, 1])
+    out = ReIDOutput(global_feat=torch.randn(2, 2), feat=feat, logits=torch.zeros(2, 2))
+    _, values = objective(out, labels)
+    s, m = 64.0, 0.5
+    # sample 0: target angle 30, other 60; sample 1: target angle 10, other 100
+    l0 = [s * math.cos(math.radians(30) + m), s * math.cos(math.radians(60))]
+    l1 = [s * math.cos(math.radians(100)), s * math.cos(math.radians(10) + m)]
+    ce = [-(l0[0] - math.log(sum(math.exp(v) for v in l0))),
+          -(l1[1] - math.log(sum(math.exp(v) for v in l1)))]
+    assert values["arcface"].item() == pytest.approx(sum(ce) / 2, rel=1e-5)
+    # the id term still reads the linear classifier's logits (zeros: log 2 each)
+    assert values["id"].item() == pytest.approx(math.log(2), rel=1e-5)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_extra_head_trains_with_the_model_unless_frozen(frozen):
+    from reidlab.config import Config
+    from reidlab.engine.task import build_optimizers, build_task
+
+    cfg = Config.model_validate({
+        "model": {"backbone": "resnet18", "width": 16},
+        "loss": {"name": "softmax_arcface_triplet", "arcface_head": "extra",
+                 "arcface_frozen": frozen},
+    })
+    task = build_task(cfg, num_classes=4)
+    assert task.model.classifier is not None and not isinstance(task.model.classifier, ArcFace)
+    head = task.objective.term_modules["arcface"]
+    in_main = {id(p) for g in build_optimizers(cfg, task)[0].optimizer.param_groups
+               for p in g["params"]}
+    assert (id(head.weight) in in_main) is not frozen
+    assert head.weight.requires_grad is not frozen

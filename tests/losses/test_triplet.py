@@ -149,3 +149,26 @@ def test_objective_triplet_normalize_uses_unit_features():
     assert term.fn(out, labels).item() == pytest.approx(reference.item(), rel=1e-6)
     raw = triplet_term(LossConfig(), 4, 6).fn(out, labels)
     assert raw.item() != pytest.approx(reference.item(), rel=1e-3)
+
+
+def test_row17_forms_by_hand_and_where_they_differ():
+    # double_ap (the notebook's code at 005ea40): [2 ap - an + m]+; ap_penalty (its text):
+    # ap + [ap - an + m]+. Worked anchor by anchor from AP / AN above.
+    double = TripletLoss(margin=0.3, variant="double_ap")(FEATS, LABELS).loss
+    expected = sum(max(0.0, 2 * ap - an + 0.3) for ap, an in zip(AP, AN, strict=True)) / 6
+    assert double.item() == pytest.approx(expected, rel=1e-5)
+    # They agree where ap - an + m > 0 (then both are 2 ap - an + m), and differ elsewhere.
+    feats, labels = torch.tensor([[0.0], [2.0], [2.5]]), torch.tensor([0, 0, 1])
+    # anchor 0: ap 2, an 2.5: ap - an + m = -0.2, so ap_penalty = 2, double_ap = 1.8;
+    # anchor 1: ap 2, an 0.5: hinge active, both 3.8;
+    # anchor 2 (id 1 alone): ap 1e-6, an 0.5: double_ap 0, ap_penalty 1e-6
+    d = TripletLoss(margin=0.3, variant="double_ap")(feats, labels).loss.item()
+    p = TripletLoss(margin=0.3, variant="ap_penalty")(feats, labels).loss.item()
+    assert d == pytest.approx((1.8 + 3.8 + 0.0) / 3, rel=1e-5)
+    assert p == pytest.approx((2.0 + 3.8 + 1e-6) / 3, rel=1e-5)
+    # hinge inactive with a large positive distance: ap_penalty keeps pulling, double_ap not
+    feats, labels = torch.tensor([[0.0], [1.0], [10.0]]), torch.tensor([0, 0, 1])
+    d = TripletLoss(margin=0.3, variant="double_ap")(feats, labels).loss.item()
+    p = TripletLoss(margin=0.3, variant="ap_penalty")(feats, labels).loss.item()
+    assert d == pytest.approx(0.0, abs=1e-6)  # 2 - 10 + .3 < 0, 2 - 9 + .3 < 0, id 1 alone
+    assert p == pytest.approx((1.0 + 1.0 + 1e-6) / 3, rel=1e-5)

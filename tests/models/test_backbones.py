@@ -385,15 +385,11 @@ def test_wrappers_prefixes_formats_and_reports(tmp_path, monkeypatch):
     save_file(ref.state_dict(), str(tmp_path / "w.safetensors"))
     backbone = build_backbone("resnet18", weights=tmp_path / "w.safetensors")
     torch.testing.assert_close(backbone.conv1.weight, ref.conv1.weight)
-    seen = {}
-
-    def fake_download(url, **kwargs):
-        seen.update(kwargs, url=url)
-        return ref.state_dict()
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
-    build_backbone("resnet18", weights="https://example.org/r18.pth")
-    assert seen["weights_only"] is True and seen["url"] == "https://example.org/r18.pth"
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")  # a URL: fetched into the cache
+    monkeypatch.setenv("REIDLAB_CACHE", str(tmp_path / "cache"))
+    backbone = build_backbone("resnet18", weights=(tmp_path / "r18.pth").as_uri())
+    torch.testing.assert_close(backbone.conv1.weight, ref.conv1.weight)
+    assert (tmp_path / "cache" / "pretrained" / "r18.pth").is_file()
 
     partial = {k: v for k, v in ref.state_dict().items() if not k.startswith("layer4.1.")}
     partial["extra.weight"] = torch.zeros(1)
@@ -411,3 +407,82 @@ def test_shape_mismatch_names_key_and_shapes():
     ref = RefNet("torchvision", (2, 2, 2, 2), basic=True)
     with pytest.raises(ValueError, match=r"layer1\.0\.conv1\.weight.*\(64, 64, 3, 3\)"):
         load_pretrained(BACKBONES.get("resnet50")(), ref.state_dict())
+
+
+def test_ibn_b_blocks_all_puts_in_after_every_block_of_layer1_and_layer2():
+    with torch.device("meta"):
+        last = BACKBONES.get("ibn_b_resnet50")()
+        every = BACKBONES.get("ibn_b_resnet50")(ibn_b_blocks="all")
+    assert {n for n, _ in last.named_modules() if n.endswith(".IN")} == {
+        "layer1.2.IN", "layer2.3.IN"}
+    expected = {f"layer1.{j}.IN" for j in range(3)} | {f"layer2.{j}.IN" for j in range(4)}
+    assert {n for n, _ in every.named_modules() if n.endswith(".IN")} == expected
+    assert isinstance(every.bn1, nn.InstanceNorm2d)
+
+
+def test_torchvision_layout_se_has_no_bias_and_torchvision_strides():
+    from reidlab.models.backbones.pretrained import TORCHVISION_LAYOUT
+
+    with torch.device("meta"):
+        se = BACKBONES.get("se_resnet50")(**TORCHVISION_LAYOUT)
+    block = se.layer2[0]
+    assert block.se.fc1.bias is None and block.se.fc2.bias is None
+    assert block.se.fc1.out_features == 512 // 16  # reduction 16 on 4 x 128 channels
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+    assert se.maxpool.padding == 1 and not se.maxpool.ceil_mode
+
+
+def test_partial_initialisation_reports_fresh_and_unused_by_name(tmp_path, caplog):
+    def saved(name):
+        net = BACKBONES.get(name)(base_width=8)
+        state = {k: torch.randn_like(v) if v.is_floating_point() else v
+                 for k, v in net.state_dict().items()}
+        torch.save(state, tmp_path / f"{name}.pth")
+        return state, tmp_path / f"{name}.pth"
+
+    state, path = saved("resnet50")
+    with pytest.raises(ValueError, match="does not fit"):  # the silent partial load stays out
+        build_backbone("se_ibn_a_resnet50", weights=path, base_width=8, se_bias=False)
+    with caplog.at_level("WARNING"):
+        net = build_backbone("se_ibn_a_resnet50", weights=path, partial=True, base_width=8,
+                             se_bias=False)
+    assert "partial initialisation" in caplog.text
+    assert "layer4.2.se.fc1.weight" in caplog.text and "layer1.0.bn1.IN.weight" in caplog.text
+    assert "layer1.0.bn1.weight" in caplog.text  # unused: IBN-a's halves took its place
+    assert torch.equal(net.state_dict()["layer4.0.conv2.weight"], state["layer4.0.conv2.weight"])
+    _, basic = saved("resnet18")  # 3x3 convolutions where a bottleneck has 1x1: refused
+    with pytest.raises(ValueError, match=r"layer1\.0\.conv1\.weight.*shape"):
+        build_backbone("ibn_a_resnet50", weights=basic, partial=True, base_width=8)
+
+
+def test_partial_load_into_ibn_b_keeps_in_fresh_and_lists_it(tmp_path):
+    plain = BACKBONES.get("resnet50")(base_width=8)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in plain.state_dict().items()}
+    net = BACKBONES.get("ibn_b_resnet50")(base_width=8)
+    report = load_pretrained(net, state, partial=True)
+    # the stem InstanceNorm keeps weight 1 / bias 0 instead of the batch norm's affine
+    assert torch.equal(net.bn1.weight, torch.ones(8)) and torch.equal(net.bn1.bias, torch.zeros(8))
+    assert {"bn1.weight", "bn1.bias"} <= set(report.unexpected)
+    assert {"bn1.weight", "bn1.bias", "layer1.2.IN.weight", "layer2.3.IN.bias"} <= set(
+        report.missing)
+    assert torch.equal(net.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
+    ibn_a = BACKBONES.get("ibn_a_resnet50")(base_width=8)
+    report = load_pretrained(ibn_a, state, partial=True)
+    assert "layer1.0.bn1.IN.weight" in report.missing and "layer1.0.bn1.BN.weight" in report.missing
+    assert "layer1.0.bn1.weight" in report.unexpected
+
+
+def test_model_config_width_layout_and_ibn_b_blocks_reach_the_backbone():
+    from reidlab.config import ModelConfig
+    from reidlab.models.build import build_model
+
+    cfg = ModelConfig(backbone="se_ibn_b_resnet50", width=8, ibn_b_blocks="all",
+                      layout="torchvision")
+    model = build_model(cfg, num_classes=5)
+    bb = model.backbone
+    assert bb.conv1.out_channels == 8 and model.feat_dim == 8 * 8 * 4
+    assert sum(n.endswith(".IN") for n, _ in bb.named_modules()) == 3 + 4
+    assert bb.layer1[0].se.fc1.bias is None
+    with pytest.raises(ValueError, match="model.width"):
+        ModelConfig(width=6)

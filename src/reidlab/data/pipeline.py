@@ -1,18 +1,29 @@
-"""From the data config to data loaders: datasets, PK sampling, seeded augmentation."""
+"""From the data config to data loaders: datasets, PK sampling, seeded augmentation.
+
+The train data path has two switches: ``data.cache`` (decode every image once, into
+memory or a memory-mapped file, see :mod:`reidlab.data.cache`) and ``data.augment_on``
+(``workers``: the per-image transforms in the loader workers; ``device``: workers only
+gather ``uint8`` images and the augmentation runs on whole batches on the training
+device, :mod:`reidlab.data.batch_transforms`). Both paths draw each sample's
+augmentation from its own seed, so they give the same batches.
+"""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reidlab.config import Config, DataConfig
+from reidlab.data.batch_transforms import BatchAugment, DeviceAugmentLoader
+from reidlab.data.cache import build_image_cache
+from reidlab.data.check import validate_dataset
 from reidlab.data.datasets import combine_train, load_dataset
-from reidlab.data.loader import ImageDataset
+from reidlab.data.loader import ImageDataset, ImageStore, load_resized
 from reidlab.data.records import ImageRecord, ReIDDataset
 from reidlab.data.sampler import RandomIdentitySampler
 from reidlab.data.transforms import build_transforms
@@ -35,7 +46,11 @@ def load_named(cfg: DataConfig, name: str) -> ReIDDataset:
         options = {"ids": s.ids, "seed": s.seed}
         if name == "synthetic":
             options["domain"] = s.domain
-    return load_dataset(name, dataset_root(cfg, name), **options)
+    dataset = load_dataset(name, dataset_root(cfg, name), **options)
+    # Every image opened once (cached beside the dataset) before anything trains on it.
+    checked, skipped = validate_dataset(dataset, skip_bad=cfg.skip_bad_images)
+    checked.skipped = [str(p) for p in skipped]
+    return checked
 
 
 class SeededSampler(Sampler):
@@ -47,15 +62,20 @@ class SeededSampler(Sampler):
         self.sampler = sampler
         self.seed = seed
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch to draw; ``start``: the first position yielded (a run resumed
+        in the middle of an epoch skips the samples it has trained on)."""
         self.epoch = epoch
+        self.start = start
         self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = zlib.crc32(f"{self.seed}:{self.epoch}".encode()) * 1_000_003
         for position, index in enumerate(self.sampler):
-            yield index, (base + position) % (2**63)
+            if position >= self.start:
+                yield index, (base + position) % (2**63)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -76,9 +96,36 @@ class SeededDataset(Dataset):
         return len(self.base)  # type: ignore[arg-type]
 
 
+class RawTrainDataset(Dataset):
+    """Reads ``(index, seed)`` pairs and returns ``(uint8 (3, H, W) image, pid, camid,
+    index, seed)``: the image at the training resolution (from the cache when there is
+    one), its augmentation left to :class:`~reidlab.data.batch_transforms.BatchAugment`."""
+
+    def __init__(self, records: list[ImageRecord], height: int, width: int,
+                 images: ImageStore | None = None) -> None:
+        self.records, self.height, self.width, self.images = records, height, width, images
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        r = self.records[index]
+        if self.images is not None:
+            image = self.images[index]
+        else:
+            image = load_resized(r.path, self.height, self.width)
+        return image, r.pid, r.camid, index, seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def cache_folder(cfg: DataConfig) -> Path:
+    """``data.cache_dir``, else ``<data.root>/cache``."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.root) / "cache"
+
+
 @dataclass
 class TrainData:
-    loader: DataLoader
+    loader: DataLoader | DeviceAugmentLoader
     sampler: SeededSampler
     num_classes: int
     records: list[ImageRecord]
@@ -91,32 +138,50 @@ class TestSet:
     num_query: int
     query: list[ImageRecord]
     gallery: list[ImageRecord]
+    skipped: list[str] = field(default_factory=list)  # left out by the dataset check
 
 
 def build_train_data(cfg: Config, datasets: list[ReIDDataset], rank: int = 0,
-                     world_size: int = 1) -> TrainData:
+                     world_size: int = 1, device: torch.device | None = None) -> TrainData:
+    """The train loader of ``datasets`` as ``cfg.data`` and ``cfg.augment`` say.
+
+    Args:
+        device: where ``data.augment_on=device`` augments (default: ``cfg.device``).
+    """
     records, _ = combine_train(datasets)
     if not records:
         names = ", ".join(d.name for d in datasets)
         raise ValueError(f"no training images in {names}")
     d = cfg.data
-    sampler = SeededSampler(
-        RandomIdentitySampler([r.pid for r in records], d.batch_size, d.num_instances,
-                              seed=cfg.seed, rank=rank, world_size=world_size),
-        cfg.seed,
-    )
-    dataset = SeededDataset(
-        ImageDataset(records, build_transforms(cfg.augment, d.height, d.width, train=True))
-    )
-    loader = DataLoader(
+    # data.batch_size is the global batch: each process takes whole identities of it
+    pk = RandomIdentitySampler([r.pid for r in records], d.batch_size, d.num_instances,
+                               seed=cfg.seed, rank=rank, world_size=world_size,
+                               split="identities")
+    sampler = SeededSampler(pk, cfg.seed)
+    images = build_image_cache(records, d.height, d.width, d.cache, cache_folder(d),
+                               num_workers=d.num_workers)
+    dataset: Dataset
+    if d.augment_on == "device":
+        dataset = RawTrainDataset(records, d.height, d.width, images)
+    else:
+        transform = build_transforms(cfg.augment, d.height, d.width, train=True)
+        dataset = SeededDataset(ImageDataset(records, transform, images=images))
+    loader: DataLoader | DeviceAugmentLoader = DataLoader(
         dataset,
-        batch_size=d.batch_size,
+        batch_size=pk.local_batch_size,
         sampler=sampler,
         drop_last=True,
         num_workers=d.num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=d.num_workers > 0,
     )
+    if d.augment_on == "device":
+        if device is None:
+            from reidlab.engine.context import resolve_device  # engine imports data
+
+            device = resolve_device(cfg.device)
+        loader = DeviceAugmentLoader(loader, BatchAugment(cfg.augment, d.height, d.width),
+                                     device)
     return TrainData(loader, sampler, len({r.pid for r in records}), records)
 
 
@@ -133,5 +198,5 @@ def build_test_sets(cfg: Config, datasets: list[ReIDDataset]) -> list[TestSet]:
             num_workers=d.num_workers,
             pin_memory=torch.cuda.is_available(),
         )
-        sets.append(TestSet(ds.name, loader, len(ds.query), ds.query, ds.gallery))
+        sets.append(TestSet(ds.name, loader, len(ds.query), ds.query, ds.gallery, ds.skipped))
     return sets

@@ -28,6 +28,8 @@ class ReIDDataset:
     train: list[ImageRecord] = field(default_factory=list)
     query: list[ImageRecord] = field(default_factory=list)
     gallery: list[ImageRecord] = field(default_factory=list)
+    #: Entries left out by the dataset check (``data.skip_bad_images``), each naming its file.
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def num_train_ids(self) -> int:

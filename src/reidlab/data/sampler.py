@@ -34,10 +34,15 @@ class RandomIdentitySampler(Sampler[int]):
 
     The order depends only on ``(seed, epoch)``: call :meth:`set_epoch` before each epoch.
 
-    Distributed training: each of ``world_size`` replicas builds the same epoch, keeps
-    the first ``world_size * (num_batches // world_size)`` batches and takes every
-    ``world_size``-th of them from batch ``rank`` on, so the replicas' shares are
-    disjoint whole batches. ``batch_size`` is then the batch size of one replica.
+    Distributed training: each of ``world_size`` replicas builds the same epoch (the
+    identities in sorted order, the shuffle from ``(seed, epoch)`` alone). With
+    ``split="identities"`` (what reidlab trains with) ``batch_size`` is the global batch:
+    every step's batch of ``P`` identities is cut into ``world_size`` shares of
+    ``P / world_size`` whole identities (``K`` images each), replica ``rank`` taking share
+    ``rank``, so the replicas together see exactly the one-process batch and no image twice
+    in a step. With ``split="batches"`` the replicas keep the first ``world_size *
+    (num_batches // world_size)`` batches and take every ``world_size``-th from batch
+    ``rank`` on (disjoint whole batches; ``batch_size`` is then one replica's).
 
     Args:
         pids: the identity of each dataset index.
@@ -46,6 +51,8 @@ class RandomIdentitySampler(Sampler[int]):
         seed: seeds the shuffle, together with the epoch.
         rank: this replica's rank in ``[0, world_size)``.
         world_size: the number of replicas.
+        split: how replicas share an epoch: ``"identities"`` of each global batch or
+            whole ``"batches"``.
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class RandomIdentitySampler(Sampler[int]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        split: str = "batches",
     ) -> None:
         if num_instances < 1:
             raise ValueError(f"num_instances must be positive, got {num_instances}")
@@ -66,6 +74,15 @@ class RandomIdentitySampler(Sampler[int]):
             )
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, world_size), got {rank} and {world_size}")
+        if split not in ("identities", "batches"):
+            raise ValueError(f"split must be 'identities' or 'batches', got {split!r}")
+        if split == "identities" and (batch_size // num_instances) % world_size:
+            raise ValueError(
+                f"data.batch_size {batch_size} / num_instances {num_instances} = "
+                f"{batch_size // num_instances} identities a step do not split evenly over "
+                f"{world_size} processes"
+            )
+        self.split = split
         self.batch_size = batch_size
         self.num_instances = num_instances
         self.num_pids_per_batch = batch_size // num_instances
@@ -88,7 +105,10 @@ class RandomIdentitySampler(Sampler[int]):
             [max(len(ix), num_instances) // num_instances for ix in self._indices]
         )
         self.total_batches = _max_batches(self._groups, self.num_pids_per_batch)
-        self.num_batches = self.total_batches // world_size
+        self.num_batches = (self.total_batches if split == "identities"
+                            else self.total_batches // world_size)
+        #: images this replica yields a step (the DataLoader's batch_size)
+        self.local_batch_size = batch_size // world_size if split == "identities" else batch_size
         if self.num_batches == 0:
             raise ValueError(
                 f"an epoch makes {self.total_batches} batches, fewer than world_size "
@@ -100,10 +120,15 @@ class RandomIdentitySampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_batches * self.batch_size
+        return self.num_batches * self.local_batch_size
 
     def __iter__(self) -> Iterator[int]:
         batches = self._epoch_batches()
+        if self.split == "identities":
+            share = self.local_batch_size
+            for batch in batches:
+                yield from batch[self.rank * share : (self.rank + 1) * share]
+            return
         kept = batches[: self.num_batches * self.world_size]
         for batch in kept[self.rank :: self.world_size]:
             yield from batch

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from reidlab.config import Config, save_config
+from reidlab.engine.compute import amp_settings
 from reidlab.engine.rundir import RunDir
 
 log = logging.getLogger("reidlab")
@@ -71,16 +72,19 @@ class RunContext:
         return self.rank == 0
 
     @classmethod
-    def create(cls, cfg: Config, prefix: str = "") -> RunContext:
-        """Make the run directory (``output_dir``; else the resumed run's; else a new
-        timestamped one), start its log, save the resolved config, seed the generators."""
-        output_dir = cfg.output_dir
+    def create(cls, cfg: Config, prefix: str = "", path: Path | None = None) -> RunContext:
+        """Make the run directory (``path`` as :mod:`reidlab.engine.preflight` planned it;
+        else ``output_dir``; else the resumed run's; else a new timestamped one), start its
+        log, save the resolved config (atomically), seed the generators."""
+        device = resolve_device(cfg.device)  # before anything is written
+        output_dir: str | Path | None = path or cfg.output_dir
         if output_dir is None and cfg.resume and Path(cfg.resume).is_dir():
             output_dir = cfg.resume
         run = RunDir.create(output_dir, prefix=prefix)
         setup_logging(run.log_file)
-        save_config(cfg, run.config)
+        tmp = run.config.with_name(run.config.name + ".tmp")
+        save_config(cfg, tmp)
+        tmp.replace(run.config)
         log.info("run directory: %s", run.path)
         seed_everything(cfg.seed)
-        device = resolve_device(cfg.device)
-        return cls(cfg, run, device, amp=cfg.solver.amp and device.type == "cuda")
+        return cls(cfg, run, device, amp=amp_settings(cfg.solver, device).enabled)

@@ -100,6 +100,7 @@ def evaluate_features(features: Features, cfg: TestConfig) -> tuple[dict[str, fl
         f.feats[:q], f.feats[q:], f.pids[:q], f.pids[q:], f.camids[:q], f.camids[q:],
         metric=cfg.metric, rerank=cfg.rerank, max_rank=cfg.max_rank,
         k1=cfg.k1, k2=cfg.k2, lambda_value=cfg.lambda_value,
+        rerank_distance=cfg.rerank_distance,
     )
     cmc = np.asarray(result.cmc)
     return metrics_from(result, cmc), cmc

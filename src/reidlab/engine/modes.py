@@ -17,10 +17,19 @@ from typing import Any
 import numpy as np
 
 from reidlab.config import Config
+from reidlab.data.check import skipped_record
 from reidlab.data.pipeline import TestSet, build_test_sets, load_named
-from reidlab.engine.context import RunContext
+from reidlab.engine.context import RunContext, setup_logging
 from reidlab.engine.evaluator import Features
-from reidlab.engine.rundir import STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, write_json
+from reidlab.engine.interrupt import RunInterrupted
+from reidlab.engine.preflight import plan_test, plan_train
+from reidlab.engine.rundir import (
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_STOPPED,
+    process_fields,
+    write_json,
+)
 from reidlab.engine.task import load_model_weights
 from reidlab.engine.validator import Validator
 from reidlab.models.build import build_model
@@ -61,35 +70,47 @@ def test_sets_of(cfg: Config) -> list[TestSet]:
 
 def run(cfg: Config) -> RunResult:
     """Run ``cfg`` by its mode; ``run.json`` says whether it finished, failed or stopped."""
+    from reidlab.adapt import ssg  # noqa: F401 (registers the adapt mode)
+    from reidlab.continual import mode as _continual  # noqa: F401 (registers it)
     from reidlab.engine import supervised  # noqa: F401 (registers the mode)
 
     mode = MODES.get(cfg.mode)
-    ctx = RunContext.create(cfg)
-    ctx.run.update_status(mode=cfg.mode, status="running", started=time.time())
+    path = plan_train(cfg)  # every check that needs no run folder, before it is touched
+    ctx = RunContext.create(cfg, path=path)
+    ctx.run.update_status(mode=cfg.mode, status="running", started=time.time(),
+                          error=None, **process_fields())
     try:
         result = mode(ctx)
-    except KeyboardInterrupt:
-        ctx.run.update_status(status=STATUS_STOPPED)
+    except (KeyboardInterrupt, RunInterrupted) as err:
+        ctx.run.update_status(status=STATUS_STOPPED, error=str(err) or "KeyboardInterrupt")
         raise
     except BaseException as err:
         ctx.run.update_status(status=STATUS_FAILED, error=f"{type(err).__name__}: {err}")
         raise
+    finally:
+        setup_logging(None)  # a later run in this process must not log into this one
     ctx.run.update_status(status=STATUS_FINISHED)
     return result
 
 
 def test(cfg: Config, keep_features: bool = False) -> RunResult:
     """Evaluate ``cfg.model.weights`` on every test set (``data.test``, else ``data.train``)."""
-    if not cfg.model.weights:
-        raise ValueError("reidlab test needs model.weights=RUN_DIR or a checkpoint file")
-    ctx = RunContext.create(cfg, prefix="test-")
-    ctx.run.update_status(mode="test", status="running", started=time.time())
-    test_sets = test_sets_of(cfg)
-    model = build_model(cfg.model, 0, arcface=False, loss=cfg.loss).to(ctx.device)
+    path = plan_test(cfg)
+    test_sets = test_sets_of(cfg)  # datasets and weights checked before the folder is made
+    model = build_model(cfg.model, 0, arcface=False, loss=cfg.loss)
+    assert cfg.model.weights is not None  # plan_test refuses a test without weights
     source = load_model_weights(model, cfg.model.weights)
+    ctx = RunContext.create(cfg, path=path)
+    ctx.run.update_status(mode="test", status="running", started=time.time(),
+                          **process_fields())
+    model.to(ctx.device)
     validation = Validator(test_sets, cfg.test, ctx.device, ctx.amp)(
         model, keep_features=keep_features)
-    write_json(ctx.run.metrics, validation.record())
+    record = validation.record()
+    if cfg.data.skip_bad_images:
+        record.update(skipped_record([s for ts in test_sets for s in ts.skipped]))
+    write_json(ctx.run.metrics, record)
     ctx.run.update_status(status=STATUS_FINISHED, weights=str(source))
-    return RunResult(ctx.run.path, validation.record(), features=validation.features,
+    setup_logging(None)
+    return RunResult(ctx.run.path, record, features=validation.features,
                      cmc=validation.cmc, test_sets=test_sets)

@@ -19,7 +19,10 @@ stopped sequence resumes at the stage and epoch where it stopped. ``train``, ``s
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +37,10 @@ BEST_PREFIX = "best"  # model weights with the best validation score
 
 STATUS_RUNNING, STATUS_FINISHED = "running", "finished"
 STATUS_FAILED, STATUS_STOPPED = "failed", "stopped"
+
+
+class RunFolderError(ValueError):
+    """A run folder cannot be used as asked; the message names it and what to do instead."""
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -106,6 +113,37 @@ class RunDir:
         write_json(self.status_file, status)
         return status
 
+    def holds_run(self) -> bool:
+        """Whether a run has written here (a status, a config or a checkpoint)."""
+        return (self.status_file.is_file() or self.config.is_file()
+                or bool(self.checkpoint_files(CHECKPOINT_PREFIX))
+                or bool(self.checkpoint_files(BEST_PREFIX)))
+
+    def describe(self) -> str:
+        """``a finished supervised run (epoch 4 of 4)``, for messages."""
+        st = self.status()
+        status, mode = st.get("status", "unknown-status"), st.get("mode", "")
+        epochs = f" (epoch {st['epoch']} of {st.get('epochs', '?')})" if "epoch" in st else ""
+        article = "an" if status[0] in "aeiou" else "a"
+        return f"{article} {status} {mode + ' ' if mode else ''}run{epochs}".replace("  ", " ")
+
+    def running_elsewhere(self) -> int | None:
+        """The pid of a live process on this host whose run this is, else None (a run
+        left ``running`` by a killed process is not running)."""
+        st = self.status()
+        pid = st.get("pid")
+        if st.get("status") != STATUS_RUNNING or not isinstance(pid, int) or pid == os.getpid():
+            return None
+        if st.get("host") != socket.gethostname():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
     def is_finished(self) -> bool:
         """Whether the run (or stage) ended normally; a stopped or failed run did not."""
         return self.status().get("status") == STATUS_FINISHED and self.metrics.is_file()
@@ -165,6 +203,42 @@ def resolve_checkpoint(path: str | Path, prefix: str = CHECKPOINT_PREFIX) -> Pat
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run directory")
     return RunDir(path).latest_checkpoint(prefix)
+
+
+def process_fields() -> dict[str, Any]:
+    """The ``pid`` and ``host`` a running run records, so a rerun can tell it is alive."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def check_writable(path: str | Path, key: str = "output_dir") -> Path:
+    """Check that the folder ``path`` can be created (or exists) and written, without
+    creating it: a probe file is made and removed in its nearest existing ancestor.
+
+    Raises:
+        RunFolderError: naming ``key``, the path and the reason.
+    """
+    path = Path(path)
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"{key}={str(path)!r} is not a usable path: {err}") from None
+    if exists and not path.is_dir():
+        raise RunFolderError(f"{key}={path} is not a folder (a file of that name exists)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RunFolderError(f"{key}={path} cannot be made: {probe} is a file, not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".reidlab-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise RunFolderError(f"{key}={path} is not writable: {err.strerror or err} "
+                             f"({probe})") from None
+    return path
 
 
 def find_runs(root: Path) -> list[Path]:

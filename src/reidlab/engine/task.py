@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from reidlab.config import Config
+from reidlab.engine.checkpoint import CheckpointError, read_state
 from reidlab.engine.optim import build_optimizer, warmup_multistep
 from reidlab.engine.rundir import BEST_PREFIX, CHECKPOINT_PREFIX, resolve_checkpoint
+from reidlab.losses.distill import with_teacher
 from reidlab.losses.objective import Objective, build_objective, uses_arcface
 from reidlab.models.build import build_model
 from reidlab.models.reid import ReIDModel, ReIDOutput
@@ -98,6 +100,9 @@ class ReIDTask(nn.Module):
     def forward(self, batch: Batch) -> TaskOutput:
         pids = batch.targets["pid"]
         output = self.model(batch.images, pids)
+        if self.teacher is not None:  # the distillation terms read its outputs
+            with torch.no_grad():
+                output = with_teacher(output, self.teacher(batch.images))
         loss, terms = self.objective(output, pids)
         logs = {}
         if output.logits is not None:
@@ -161,7 +166,8 @@ def build_optimizers(cfg: Config, task: ReIDTask) -> list[OptimizerSlot]:
     """The main optimiser over the model, scheduled by the warm-up multi-step rule; the
     learned loss weights in it (no weight decay) or in their own SGD
     (``loss.weight_solver``); the centres' own SGD, unscheduled."""
-    main = build_optimizer(task.model.named_parameters(), cfg.solver)
+    heads = [(f"objective.{i}", p) for i, p in enumerate(task.objective.head_parameters())]
+    main = build_optimizer([*task.model.named_parameters(), *heads], cfg.solver)
     slots = [OptimizerSlot("main", main, schedule=warmup_multistep(cfg.solver))]
     weighting, ws = task.objective.weighting, cfg.loss.weight_solver
     if weighting is not None and ws.lr is None:
@@ -170,17 +176,22 @@ def build_optimizers(cfg: Config, task: ReIDTask) -> list[OptimizerSlot]:
     elif weighting is not None and ws.lr is not None:
         sgd = torch.optim.SGD(weighting.parameters(), lr=ws.lr, momentum=ws.momentum,
                               weight_decay=ws.weight_decay, nesterov=ws.nesterov)
-        gamma = ws.gamma
-
-        def decay(epoch: int) -> float:  # exponential decay, stepped after every epoch
-            return float(gamma ** (epoch - 1))
-
-        slots.append(OptimizerSlot("weights", sgd, schedule=decay))
+        slots.append(OptimizerSlot("weights", sgd, schedule=_exponential(ws.gamma)))
     centers = [p for m in task.objective.center_modules() for p in m.parameters()]
     if centers:
-        slots.append(OptimizerSlot("center", torch.optim.SGD(centers, lr=cfg.loss.center_lr),
-                                   grad_scale=1.0 / cfg.loss.center_weight))
+        cs = cfg.loss.center_solver
+        sgd = torch.optim.SGD(centers, lr=cfg.loss.center_lr, momentum=cs.momentum,
+                              weight_decay=cs.weight_decay, nesterov=cs.nesterov)
+        slots.append(OptimizerSlot("center", sgd, grad_scale=1.0 / cfg.loss.center_weight,
+                                   schedule=_exponential(cs.gamma)))
     return slots
+
+
+def _exponential(gamma: float) -> Callable[[int], float] | None:
+    """lr factor gamma ** (epoch - 1): ExponentialLR stepped after every epoch."""
+    if gamma == 1.0:
+        return None
+    return lambda epoch: float(gamma ** (epoch - 1))
 
 
 def load_model_weights(model: nn.Module, path: str | Path) -> Path:
@@ -197,14 +208,24 @@ def load_model_weights(model: nn.Module, path: str | Path) -> Path:
             source = resolve_checkpoint(source, CHECKPOINT_PREFIX)
     if not source.is_file():
         raise FileNotFoundError(f"model.weights: {path} is neither a checkpoint nor a run dir")
-    state = torch.load(source, map_location="cpu", weights_only=True)
+    state = read_state(source, "model.weights checkpoint")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not model weights")
     if "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})" for k, v in state.items()
+             if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
+             and not k.startswith("classifier.")]
+    if wrong:
+        raise CheckpointError(f"{source} does not fit the model (another backbone?): "
+                              f"{len(wrong)} tensors of other shapes: {', '.join(wrong[:10])}")
+    state = {k: v for k, v in state.items() if not (k in own and v.shape != own[k].shape)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     classifier_only = all(k.startswith("classifier.") for k in missing + unexpected)
     if (missing or unexpected) and not classifier_only:
-        raise RuntimeError(
-            f"{source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+        raise CheckpointError(
+            f"{source} does not fit the model (another backbone?): {len(missing)} keys "
+            f"missing {missing[:10]}, {len(unexpected)} unexpected {unexpected[:10]}")
     log.info("loaded model weights from %s", source)
     return source

@@ -10,6 +10,7 @@ model as an ignite ``Checkpoint`` on the validation score), then the full traini
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,11 @@ from ignite.handlers import Checkpoint, DiskSaver, global_step_from_engine
 
 from reidlab.config import SolverConfig
 from reidlab.data.pipeline import TrainData
+from reidlab.engine.checkpoint import CheckpointError, atomic_save, keep_newest, load_newest
+from reidlab.engine.compute import amp_settings, prepare_model, to_memory_format
 from reidlab.engine.context import RunContext
 from reidlab.engine.handlers import attach_progress, attach_tensorboard, log_metrics
+from reidlab.engine.interrupt import RunInterrupted, StopRequest
 from reidlab.engine.rundir import (
     BEST_PREFIX,
     CHECKPOINT_PREFIX,
@@ -31,9 +35,10 @@ from reidlab.engine.rundir import (
     STATUS_RUNNING,
     WEIGHTS_PREFIX,
     RunDir,
-    resolve_checkpoint,
+    checkpoint_step,
     write_json,
 )
+from reidlab.engine.state import full_state, load_full_state, samples_per_batch
 from reidlab.engine.task import Batch, OptimizerSlot, ReIDTask
 from reidlab.engine.validator import Validation, Validator
 
@@ -46,9 +51,13 @@ def make_train_step(
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
     amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ):
     """The ignite process function of one iteration: forward, loss, backward (native AMP
-    when ``amp``), then each optimiser's step with its own gradient scale.
+    when ``amp``, in ``amp_dtype``: the device's default when None), then each
+    optimiser's step with its own gradient scale. ``channels_last`` puts each input batch
+    in NHWC order (:mod:`reidlab.engine.compute`).
 
     Returns a function ``(engine, batch) -> dict`` with ``loss``, each term and the task's
     logged scalars (``acc``, learned weights).
@@ -58,10 +67,16 @@ def make_train_step(
     def step(engine: Engine | None, raw: Batch | Sequence[torch.Tensor]) -> dict[str, float]:
         task.train()
         batch = Batch.from_loader(raw).to(device)
+        batch.images = to_memory_format(batch.images, channels_last)
         for slot in slots:
             slot.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = task(batch)
+        if not torch.isfinite(out.loss.detach()).all():  # before any weight moves
+            raise NonFiniteLoss(engine.state.epoch if engine else 0,
+                                engine.state.iteration if engine else 0,
+                                {k: float(v.detach().float()) for k, v in out.terms.items()},
+                                float(out.loss.detach().float()))
         scaler.scale(out.loss).backward()
         for slot in slots:
             if slot.grad_scale != 1.0:
@@ -76,6 +91,22 @@ def make_train_step(
                 **out.logs}
 
     return step
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss of a step is NaN or infinite; names the iteration and the terms."""
+
+    def __init__(self, epoch: int, iteration: int, terms: dict[str, float], loss: float,
+                 where: str = "") -> None:
+        self.epoch, self.iteration, self.terms, self.loss = epoch, iteration, terms, loss
+        bad = [k for k, v in terms.items() if not math.isfinite(v)]
+        culprit = (f"term {', '.join(map(repr, bad))} is "
+                   f"{', '.join(str(terms[k]) for k in bad)}" if bad
+                   else f"the weighted sum is {loss} (every term is finite)")
+        values = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+        super().__init__(
+            f"the loss is not finite at epoch {epoch}, iteration {iteration}: {culprit} "
+            f"({values}); training stopped before that step changed any weight{where}")
 
 
 @dataclass
@@ -118,29 +149,61 @@ def fit(
         FloatingPointError: the loss became NaN or infinite (the last saved state stays).
     """
     device = ctx.device
-    scaler = torch.amp.GradScaler(device.type, enabled=ctx.amp)
-    trainer = Engine(make_train_step(task, slots, device, scaler, ctx.amp))
+    compute = amp_settings(solver, device)
+    amp = ctx.amp and compute.enabled
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and compute.scaled)
+    prepare_model(task.model, solver)
+    trainer = Engine(make_train_step(task, slots, device, scaler, amp, compute.dtype,
+                                     solver.channels_last))
+    # ignite logs an exception it re-raises; reidlab reports it once, in its own words
+    trainer.logger.addHandler(logging.NullHandler())
+    trainer.logger.propagate = False
     saver = DiskSaver(str(stage.checkpoints), require_empty=False)
     step = global_step_from_engine(trainer)
     rule = validator.rule if validator is not None else "none"
     best = Checkpoint({"model": task.model}, saver, filename_prefix=BEST_PREFIX,
                       score_function=lambda _: result.last.score if result.last else 0.0,
                       score_name="save_best", n_saved=1, global_step_transform=step)
-    to_save: dict[str, Any] = {"model": task.model, "objective": task.objective,
-                               "scaler": scaler, "trainer": trainer, "best": best}
-    to_save.update({f"optimizer_{s.name}": s.optimizer for s in slots})
-    last = Checkpoint(to_save, saver, filename_prefix=CHECKPOINT_PREFIX, n_saved=1,
-                      global_step_transform=step,
-                      filename_pattern="{filename_prefix}_{global_step}.{ext}")
     periodic = Checkpoint({"model": task.model}, saver, filename_prefix=WEIGHTS_PREFIX,
                           n_saved=None, global_step_transform=step)
     result = FitResult()
+    stop = StopRequest()
+    saved: list[Path] = []
+
+    def save_state(engine: Engine) -> None:
+        if not ctx.writes:
+            return
+        path = stage.checkpoints / f"{CHECKPOINT_PREFIX}_{engine.state.iteration}.pt"
+        atomic_save(full_state(task, slots, scaler, engine, best, data), path)
+        saved.append(path)
+        keep_newest(stage.checkpoint_files(CHECKPOINT_PREFIX), solver.keep_checkpoints)
+        stage.update_status(status=STATUS_RUNNING, epoch=engine.state.epoch,
+                            epochs=solver.epochs, iteration=engine.state.iteration,
+                            state=str(path))
+
+    def halt(engine: Engine) -> None:
+        assert stop.signum is not None
+        raise RunInterrupted(stop.signum, ctx.run.path, engine.state.epoch,
+                             engine.state.iteration, saved[-1] if saved else None)
 
     @trainer.on(Events.EPOCH_STARTED)
     def _start_epoch(engine: Engine) -> None:
-        data.sampler.set_epoch(engine.state.epoch - 1)
+        epoch_length = engine.state.epoch_length or len(data.loader)  # type: ignore[arg-type]
+        done = engine.state.iteration - (engine.state.epoch - 1) * epoch_length
+        data.sampler.set_epoch(engine.state.epoch - 1, start=done * samples_per_batch(data))
         for slot in slots:
             slot.set_epoch(engine.state.epoch)
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _after_iteration(engine: Engine) -> None:
+        epoch_end = engine.state.iteration % (engine.state.epoch_length or 1) == 0
+        if epoch_end:  # the epoch's state is saved after its validation
+            return
+        every = solver.checkpoint_every_iters
+        if stop.signum is not None or (every and engine.state.iteration % every == 0):
+            save_state(engine)
+        if stop.signum is not None:
+            halt(engine)
 
     attach_progress(trainer, task.log_keys())
     tb = attach_tensorboard(trainer, slots[0].optimizer, stage.path,
@@ -172,36 +235,33 @@ def fit(
                  ", ".join(f"{k} {v:.4f}" for k, v in engine.state.metrics.items()))
         if validator is not None and _due(epoch, solver):
             validate(engine)
-        if ctx.writes:  # after the validation: a crash during it keeps the previous state
-            last(engine)
-            _prune_older(stage, CHECKPOINT_PREFIX, keep=str(last.last_checkpoint))
-            if epoch % solver.checkpoint_period == 0:
-                periodic(engine)
-            stage.update_status(status=STATUS_RUNNING, epoch=epoch, epochs=solver.epochs)
-
-    diverged: list[int] = []
-    trainer.add_event_handler(Events.TERMINATE, lambda e: diverged.append(e.state.iteration))
+        if ctx.writes and epoch % solver.checkpoint_period == 0:
+            periodic(engine)
+        save_state(engine)  # after the validation: a crash during it keeps the previous state
+        if stop.signum is not None:
+            halt(engine)
 
     if resume:
-        source = resolve_checkpoint(resume)
-        Checkpoint.load_objects(to_load=to_save,
-                                checkpoint=torch.load(source, map_location="cpu",
-                                                      weights_only=True))
+        source = _resume(resume, task, slots, scaler, trainer, best, data)
         # A validation whose epoch's state was never saved (a crash between the two) is
-        # redone, not kept twice.
+        # redone, not kept twice; so are the weight files written after that state.
         result.history = [h for h in stage.read_history() if h["epoch"] <= trainer.state.epoch]
-        log.info("resumed from %s at epoch %d", source, trainer.state.epoch)
+        if ctx.writes:
+            _forget_after(stage, best, trainer.state.epoch)
+        log.info("resumed from %s at epoch %d, iteration %d", source, trainer.state.epoch,
+                 trainer.state.iteration)
 
     started = time.time()
     try:
-        trainer.run(data.loader, max_epochs=solver.epochs)
+        with stop:
+            trainer.run(data.loader, max_epochs=solver.epochs)
+    except NonFiniteLoss as err:
+        last = f"; the last good state is {saved[-1]}" if saved else (
+            "; no state was saved yet")
+        raise NonFiniteLoss(err.epoch, err.iteration, err.terms, err.loss, last) from None
     finally:
         if tb is not None:
             tb.close()
-    if diverged:
-        raise FloatingPointError(
-            f"the loss is not finite at iteration {diverged[0]}; training stopped, the last "
-            f"saved state is in {stage.checkpoints}")
     if validator is not None and (not result.history
                                   or result.history[-1]["epoch"] != solver.epochs):
         validate(trainer)  # a resumed run that had finished, or one without validation due
@@ -214,9 +274,38 @@ def fit(
     return result
 
 
-def _prune_older(stage: RunDir, prefix: str, keep: str) -> None:
-    """Delete full states of other epochs: after a resume, ``Checkpoint`` does not know the
-    file of the run it continues."""
-    for path in stage.checkpoint_files(prefix):
-        if path.name != Path(keep).name:
+def _resume(resume: str | Path, task: ReIDTask, slots: Sequence[OptimizerSlot],
+            scaler: torch.amp.GradScaler, trainer: Engine, best: Checkpoint,
+            data: TrainData) -> Path:
+    """Load the newest full state of ``resume`` (a run directory or a state file) that
+    loads and fits this run; says which damaged or foreign ones it skipped."""
+    source = Path(resume)
+    if source.is_file():
+        candidates = [source]
+    elif source.is_dir():
+        rd = RunDir(source)
+        candidates = rd.checkpoint_files(CHECKPOINT_PREFIX) or sorted(
+            source.glob(f"{CHECKPOINT_PREFIX}_*.pt"))
+    else:
+        raise FileNotFoundError(f"resume={resume}: no such run directory or state file")
+
+    def apply(state: dict[str, Any]) -> None:
+        load_full_state(state, task, slots, scaler, trainer, best, data)
+
+    try:
+        path, _ = load_newest(candidates, apply)
+    except CheckpointError as err:
+        raise CheckpointError(f"resume={resume}: {err}") from None
+    return path
+
+
+def _forget_after(stage: RunDir, best: Checkpoint, epoch: int) -> None:
+    """Delete weight files of epochs after the resumed state (they are made again), and
+    best-model files the resumed state does not know."""
+    known = {item.filename for item in best._saved}  # noqa: SLF001 - ignite keeps no API
+    for path in stage.checkpoint_files(BEST_PREFIX):
+        if path.name not in known:
+            path.unlink(missing_ok=True)
+    for path in stage.checkpoint_files(WEIGHTS_PREFIX):
+        if checkpoint_step(path) > epoch:
             path.unlink(missing_ok=True)

@@ -40,6 +40,7 @@ def evaluate(
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,
+    rerank_distance: str = "squared",
     query_expansion: int = 0,
     qe_alpha: float = 3.0,
     chunk_size: int | None = None,
@@ -64,6 +65,7 @@ def evaluate(
             L2-normalised first. Materialises the (Q, G) re-ranked distance.
         max_rank: CMC length.
         k1, k2, lambda_value: re-ranking parameters (paper defaults 20, 6, 0.3).
+        rerank_distance: re-ranking from the ``"squared"`` or plain ``"euclidean"`` distance.
         query_expansion: alpha-QE neighbours (Radenovic et al., TPAMI 2018); 0 is off.
             Expanded queries are unit vectors, so with it the gallery is L2-normalised too.
         qe_alpha: alpha-QE exponent.
@@ -78,6 +80,10 @@ def evaluate(
     q, g = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"q_feats has dim {q.shape[1]} but g_feats has dim {g.shape[1]}")
+    for t, name, what in ((q, "q_feats", "query"), (g, "g_feats", "gallery image")):
+        if t.shape[0] == 0:
+            raise ValueError(f"{name} is empty: no {what} features to evaluate")
+        check_finite_features(t, name, what)
     for name, labels, n in (
         ("q_pids", q_pids, q.shape[0]),
         ("q_camids", q_camids, q.shape[0]),
@@ -96,7 +102,8 @@ def evaluate(
     if rerank:
         if metric == "cosine":
             q, g = l2_normalize(q.to(dev)), l2_normalize(g.to(dev))
-        dist = re_rank(q, g, k1, k2, lambda_value, block_size=block_size, device=dev)
+        dist = re_rank(q, g, k1, k2, lambda_value, distance=rerank_distance,
+                       block_size=block_size, device=dev)
         return rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank, device=dev)
     ranker = Ranker(q_pids, g_pids, q_camids, g_camids, max_rank, dev)
     gallery = prepare_gallery(g.to(dev), metric)
@@ -104,6 +111,15 @@ def evaluate(
     for s in range(0, q.shape[0], step):
         ranker.update(distance_block(q[s : s + step].to(dev), gallery), s)
     return ranker.compute()
+
+
+def check_finite_features(feats: torch.Tensor, name: str, what: str) -> None:
+    """Raise naming the first row of ``feats`` (N, D) with a NaN or infinite value."""
+    bad = ~torch.isfinite(feats)
+    if bool(bad.any()):
+        row, col = (int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(f"{name}: {what} {row} has a non-finite feature value "
+                         f"({float(feats[row, col])} in dimension {col})")
 
 
 def topk(

@@ -129,6 +129,9 @@ class Ranker:
             raise ValueError(f"g_pids has {len(gp)} entries but g_camids has {len(gc)}")
         if max_rank < 1:
             raise ValueError(f"max_rank: expected a positive integer, got {max_rank}")
+        if len(qp) == 0 or len(gp) == 0:
+            raise ValueError(f"nothing to rank: {len(qp)} query and {len(gp)} gallery images "
+                             "(an empty query set or gallery)")
         self.dev = resolve_device(device)
         self.num_q, self.num_g, self.max_rank = len(qp), len(gp), max_rank
         self.q_pids, self.q_camids, self.g_camids = qp, qc, gc
@@ -157,6 +160,7 @@ class Ranker:
                 f"distance chunk of shape {tuple(dist.shape)} at query {start} does not fit "
                 f"{self.num_q} queries x {self.num_g} gallery images"
             )
+        _check_finite(dist, start)
         q = slice(start, start + b)
         width = int(self.run_len[q].max(initial=0))
         if width == 0:
@@ -179,10 +183,6 @@ class Ranker:
                 dist_t = dist_t.float()
             dist_t = dist_t.contiguous()
             pos_d = dist_t.gather(1, torch.from_numpy(cols).to(self.dev)).cpu().numpy()
-        if np.isnan(pos_d[pos]).any():
-            raise ValueError(
-                f"distances of queries {start}..{start + b - 1} to their true matches are NaN"
-            )
         low = np.finfo(pos_d.dtype).min if pos_d.dtype.kind == "f" else np.iinfo(pos_d.dtype).min
         thr = np.where(pos, pos_d, low).max(1)  # each query's last true match
         # every gallery image no farther than the last true match, (row, column) order
@@ -236,6 +236,27 @@ class Ranker:
             mINP=float(np.mean(self.inp[valid])),
             num_valid_queries=num_valid,
         )
+
+
+def _check_finite(dist: ArrayLike, start: int) -> None:
+    """Raise at the first NaN or infinite distance: it would rank arbitrarily (NaN
+    non-matches as farthest give a perfect score)."""
+    if isinstance(dist, torch.Tensor):
+        if not dist.is_floating_point():
+            return
+        bad_t = ~torch.isfinite(dist)
+        if not bool(bad_t.any()):
+            return
+        r, c = (int(i) for i in torch.nonzero(bad_t)[0])
+        value = float(dist[r, c])
+    else:
+        d = np.asarray(dist)
+        if d.dtype.kind != "f" or np.isfinite(d).all():
+            return
+        r, c = (int(i) for i in np.argwhere(~np.isfinite(d))[0])
+        value = float(d[r, c])
+    raise ValueError(f"distance of query {start + r} to gallery image {c} is {value}: "
+                     "distances must be finite (NaN or infinite features?)")
 
 
 def rank(

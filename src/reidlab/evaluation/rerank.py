@@ -123,12 +123,15 @@ def _safe_max(row_max: np.ndarray) -> np.ndarray:
     return np.where(row_max > 0, row_max, 1.0).astype(np.float64)
 
 
-def encode(x: torch.Tensor, k1: int, k2: int, knn: SelfNeighbours) -> sp.csr_matrix:
+def encode(
+    x: torch.Tensor, k1: int, k2: int, knn: SelfNeighbours, squared: bool = True
+) -> sp.csr_matrix:
     """The k-reciprocal feature ``V`` (N, N), sparse float64, after local query expansion.
 
     Row ``i`` holds ``exp(-d(i, j) / max_l d(i, l))`` over its expanded k-reciprocal set,
     normalised to sum 1 (Eq. 10); with ``k2 > 1`` it is then averaged over the row's
-    ``k2`` nearest neighbours, itself included (Eq. 11).
+    ``k2`` nearest neighbours, itself included (Eq. 11). ``d`` is the squared Euclidean
+    distance, or the plain one with ``squared=False`` (neighbour sets are the same).
     """
     import scipy.sparse as sp
 
@@ -137,7 +140,10 @@ def encode(x: torch.Tensor, k1: int, k2: int, knn: SelfNeighbours) -> sp.csr_mat
     indptr, indices = _expanded_sets(nbr, k1)
     rows = np.repeat(np.arange(n), np.diff(indptr))
     d = _set_distances(x, knn, rows, indices)
-    w = np.exp(-(d / _safe_max(knn.row_max)[rows]))
+    row_max = knn.row_max
+    if not squared:
+        d, row_max = np.sqrt(np.maximum(d, 0)), np.sqrt(np.maximum(row_max, 0))
+    w = np.exp(-(d / _safe_max(row_max)[rows]))
     w /= np.bincount(rows, weights=w, minlength=n)[rows]
     v = sp.csr_matrix((w, indices, indptr), shape=(n, n))
     if k2 > 1:
@@ -233,6 +239,7 @@ def re_rank(
     k2: int = 6,
     lambda_value: float = 0.3,
     *,
+    distance: str = "squared",
     block_size: int = 2048,
     device: DeviceLike = None,
 ) -> np.ndarray:
@@ -254,6 +261,9 @@ def re_rank(
         k1: k-reciprocal neighbourhood size (paper: 20).
         k2: local query expansion size (paper: 6; 1 turns it off).
         lambda_value: weight of the original distance (paper: 0.3).
+        distance: ``"squared"`` Euclidean (the authors' code) or plain ``"euclidean"`` (its
+            square root, as the notebook's code started from), in the Gaussian weights, the
+            row maxima and the blended original distance alike.
         block_size: tile size of the neighbour search.
         device: torch device for the neighbour search.
 
@@ -262,6 +272,9 @@ def re_rank(
         float64).
     """
     _check_k(k1, k2)
+    if distance not in ("squared", "euclidean"):
+        raise ValueError(f"re_rank distance must be 'squared' or 'euclidean', got {distance!r}")
+    squared = distance == "squared"
     q, g = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"q_feats has dim {q.shape[1]} but g_feats has dim {g.shape[1]}")
@@ -270,9 +283,13 @@ def re_rank(
     x = torch.cat([q.to(dtype), g.to(dtype)]).to(resolve_device(device))
     knn = self_neighbours(x, max(k1 + 1, k2), split=num_q, block_size=block_size, device=device)
     assert knn.cross is not None
-    v = encode(x, k1, k2, knn)
+    v = encode(x, k1, k2, knn, squared)
     out = knn.cross  # (Q, G) squared distances, overwritten in place by the result
-    row_max = _safe_max(knn.row_max[:num_q])
+    row_max = knn.row_max[:num_q]
+    if not squared:
+        np.sqrt(np.maximum(out, 0, out=out), out=out)
+        row_max = np.sqrt(np.maximum(row_max, 0))
+    row_max = _safe_max(row_max)
     cols = np.arange(num_q, x.shape[0])
     for s, m in _overlap_chunks(v, np.arange(num_q), cols):
         blk = out[s : s + m.shape[0]]

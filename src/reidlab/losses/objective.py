@@ -1,8 +1,10 @@
 """The training objective: named loss terms, picked from the loss name, weighted and logged.
 
 A loss name such as ``softmax_triplet_center`` is split on ``_``; each token names a term
-builder in :data:`reidlab.registry.LOSSES`. ``arcface`` is not a term of its own: it swaps
-the linear classifier for ArcFace, and the ``softmax`` term then reads ArcFace's logits.
+builder in :data:`reidlab.registry.LOSSES`. ``arcface`` either swaps the linear classifier
+for ArcFace, the ``softmax`` term then reading ArcFace's logits (``loss.arcface_head:
+replace``), or adds an ArcFace head of its own beside the linear classifier and an
+``arcface`` term, plain cross entropy on its logits (``extra``, the notebook's code).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from reidlab.losses.center import CenterLoss
 from reidlab.losses.softmax import CrossEntropyLabelSmooth
 from reidlab.losses.triplet import TripletLoss
 from reidlab.losses.weighting import UncertaintyWeighting
+from reidlab.models.arcface import ArcFace
 from reidlab.models.reid import ReIDOutput
 from reidlab.registry import LOSSES
 
@@ -51,7 +54,7 @@ def softmax_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
         ce: nn.Module = CrossEntropyLabelSmooth(num_classes, epsilon=cfg.label_smooth)
     else:
         ce = nn.CrossEntropyLoss()
-    return LossTerm("id", lambda out, y: ce(_logits(out), y))
+    return LossTerm("id", lambda out, y: ce(_logits(out), y), cfg.id_loss_weight)
 
 
 @LOSSES.register("triplet")
@@ -73,6 +76,16 @@ def center_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
     )
 
 
+def arcface_term(cfg: LossConfig, num_classes: int, feat_dim: int) -> LossTerm:
+    """The extra ArcFace head on the neck feature (Deng et al., CVPR 2019), plain cross
+    entropy. ``cfg.arcface_frozen`` keeps its class weights at their random start, as in
+    the notebook's code, where they were in no optimiser."""
+    head = ArcFace(feat_dim, num_classes, scale=cfg.arcface_scale, margin=cfg.arcface_margin)
+    head.requires_grad_(not cfg.arcface_frozen)
+    ce = nn.CrossEntropyLoss()
+    return LossTerm("arcface", lambda out, y: ce(head(out.feat, y), y), 1.0, head)
+
+
 def loss_tokens(name: str) -> list[str]:
     """The tokens of a loss name, validated against the registry."""
     tokens = [t for t in name.split("_") if t]
@@ -87,6 +100,7 @@ def loss_tokens(name: str) -> list[str]:
 
 
 def uses_arcface(name: str) -> bool:
+    """Whether ``name`` asks for ArcFace (as the classifier or as an extra head)."""
     return "arcface" in loss_tokens(name)
 
 
@@ -132,12 +146,17 @@ class Objective(nn.Module):
     def center_modules(self) -> list[nn.Module]:
         return [t.module for t in self.terms if t.name == "center" and t.module is not None]
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of the terms' own heads (not the centres, which have their
+        own optimiser): they train with the model."""
+        return [p for t in self.terms if t.module is not None and t.name != "center"
+                for p in t.module.parameters() if p.requires_grad]
+
 
 def build_objective(cfg: LossConfig, num_classes: int, feat_dim: int) -> Objective:
     """Terms named by ``cfg.name``, in the order given."""
-    terms = [
-        LOSSES.get(token)(cfg, num_classes, feat_dim)
-        for token in loss_tokens(cfg.name)
-        if token not in MODIFIERS
-    ]
+    tokens = loss_tokens(cfg.name)
+    terms = [LOSSES.get(t)(cfg, num_classes, feat_dim) for t in tokens if t not in MODIFIERS]
+    if "arcface" in tokens and cfg.arcface_head == "extra":
+        terms.append(arcface_term(cfg, num_classes, feat_dim))
     return Objective(terms, weighting=cfg.weighting)

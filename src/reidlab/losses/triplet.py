@@ -117,7 +117,10 @@ class TripletLoss(nn.Module):
       exp(d_ap - d_an)))`` and ``margin`` is unused (Hermans et al. 2017).
     - ``ap_penalty``: ``mean(d_ap + max(0, d_ap - d_an + margin))`` (soft margin:
       ``mean(d_ap + softplus(d_ap - d_an))``), which also pulls the farthest positive
-      in (the researcher's notebook, row 17).
+      in (the researcher's notebook, row 17, as its text gives it).
+    - ``double_ap``: ``mean(max(0, 2 d_ap - d_an + margin))`` (soft margin:
+      ``mean(softplus(2 d_ap - d_an))``), the form the notebook's code computed for row 17
+      (commit 005ea40). The two agree only where the hinge is active.
 
     ``forward`` returns a :class:`TripletOutput` named tuple: the scalar ``loss`` and the
     mined ``dist_ap`` / ``dist_an``, detached, for logging (e.g. the fraction of anchors
@@ -130,7 +133,7 @@ class TripletLoss(nn.Module):
     Args:
         margin: the margin ``m`` (0.3 in the Bag of Tricks).
         soft_margin: use the softplus form instead of the hinge.
-        variant: ``"batch_hard"`` or ``"ap_penalty"``.
+        variant: ``"batch_hard"``, ``"ap_penalty"`` or ``"double_ap"``.
         normalize_feature: L2-normalise features before the distances.
     """
 
@@ -138,13 +141,14 @@ class TripletLoss(nn.Module):
         self,
         margin: float = 0.3,
         soft_margin: bool = False,
-        variant: Literal["batch_hard", "ap_penalty"] = "batch_hard",
+        variant: Literal["batch_hard", "ap_penalty", "double_ap"] = "batch_hard",
         normalize_feature: bool = False,
     ) -> None:
         super().__init__()
-        if variant not in ("batch_hard", "ap_penalty"):
+        if variant not in ("batch_hard", "ap_penalty", "double_ap"):
             raise ValueError(
-                f"triplet variant must be 'batch_hard' or 'ap_penalty', got {variant!r}"
+                "triplet variant must be 'batch_hard', 'ap_penalty' or 'double_ap', got "
+                f"{variant!r}"
             )
         if margin < 0:
             raise ValueError(f"triplet margin must be non-negative, got {margin}")
@@ -176,6 +180,8 @@ class TripletLoss(nn.Module):
             dist = euclidean_dist(feats, feats)  # (B, B)
         dist_ap, dist_an = hard_example_mining(dist, labels)
         diff = dist_ap - dist_an  # (B,)
+        if self.variant == "double_ap":
+            diff = diff + dist_ap
         if self.soft_margin:
             term = F.softplus(diff)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from reidlab.config import LossConfig, ModelConfig
 from reidlab.models.arcface import ArcFace
 from reidlab.models.backbones import build_backbone
+from reidlab.models.backbones.pretrained import TORCHVISION_LAYOUT
 from reidlab.models.reid import ReIDModel, backbone_channels
 
 
@@ -14,13 +15,21 @@ def build_model(
     """A :class:`ReIDModel` for ``num_classes`` training identities (0: no classifier).
 
     ``arcface`` puts an ArcFace classifier (scale and margin from ``loss``) in place of the
-    linear one. ``cfg.pretrained`` (ImageNet weights, path or URL) is loaded into the backbone.
+    linear one, unless ``loss.arcface_head`` is ``extra`` (the objective then owns an extra
+    head). ``cfg.pretrained`` (ImageNet weights, path or URL) is loaded into the backbone,
+    partially when ``cfg.pretrained_partial``.
     """
-    backbone = build_backbone(cfg.backbone, last_stride=cfg.last_stride, weights=cfg.pretrained)
+    options: dict[str, object] = {"ibn_b_blocks": cfg.ibn_b_blocks}
+    if cfg.width != 64:
+        options["base_width"] = cfg.width
+    if cfg.layout == "torchvision":
+        options.update(TORCHVISION_LAYOUT)
+    backbone = build_backbone(cfg.backbone, last_stride=cfg.last_stride, weights=cfg.pretrained,
+                              partial=cfg.pretrained_partial, **options)
     dim = backbone_channels(backbone)
     classifier = None
-    if arcface and num_classes > 0:
-        loss = loss or LossConfig()
+    loss = loss or LossConfig()
+    if arcface and num_classes > 0 and loss.arcface_head == "replace":
         classifier = ArcFace(dim, num_classes, scale=loss.arcface_scale, margin=loss.arcface_margin)
     return ReIDModel(
         backbone,

@@ -2,7 +2,8 @@
 
 ``market1501`` (Zheng et al., ICCV 2015), ``dukemtmc`` (Zheng et al., ICCV 2017; Ristani
 et al., ECCV Workshops 2016), ``msmt17`` (Wei et al., CVPR 2018; V1 and V2) and the built-in
-``synthetic`` dataset. Each builder is ``fn(root, **options) -> ReIDDataset``; ``root`` may
+``synthetic`` dataset, and your own images as ``folder`` or ``csv`` (see ``custom.py``).
+Each builder is ``fn(root, **options) -> ReIDDataset``; ``root`` may
 be the dataset folder or a parent holding it under its official name.
 """
 
@@ -11,7 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reidlab.data.datasets import dukemtmc, market1501, msmt17, synthetic  # noqa: F401 (registers)
+from reidlab.data.datasets import (  # noqa: F401 (registers)
+    custom,
+    dukemtmc,
+    market1501,
+    msmt17,
+    synthetic,
+)
 from reidlab.data.datasets.base import (
     DISTRACTOR_PID,
     JUNK_PID,

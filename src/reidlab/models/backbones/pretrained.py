@@ -86,28 +86,24 @@ class LoadReport:
 
 
 def read_checkpoint(source: str | Path) -> Any:
-    """Read a checkpoint from a local path or an http(s) URL, tensors only.
+    """Read a checkpoint from a local path or a URL, tensors only.
 
-    URLs go through ``torch.hub.load_state_dict_from_url`` (cached in the torch hub
-    directory); ``.safetensors`` files through safetensors; other files through
-    ``torch.load(weights_only=True)``.
+    URLs (``http``, ``https``, ``file``) are downloaded once into reidlab's cache and
+    checked against their SHA-256 (:mod:`reidlab.models.backbones.download`); files are
+    read with safetensors (``.safetensors``) or ``torch.load(weights_only=True)``.
 
     Raises:
         FileNotFoundError: the local file does not exist.
+        CheckpointError: the file is empty, truncated or not a checkpoint (naming it).
+        DigestError: a download does not match its digest.
     """
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        return torch.hub.load_state_dict_from_url(
-            text, map_location="cpu", progress=False, weights_only=True
-        )
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from reidlab.engine.checkpoint import read_state
+    from reidlab.models.backbones.download import fetch
 
-        return load_file(str(path), device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    text = str(source)
+    if text.startswith(("http://", "https://", "file://")):
+        return read_state(fetch(text), "pretrained checkpoint")
+    return read_state(Path(text).expanduser(), "pretrained checkpoint")
 
 
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -169,12 +165,19 @@ def _check_release_options(backbone: nn.Module, release: str) -> None:
             )
 
 
-def load_pretrained(backbone: nn.Module, source: str | Path | Mapping[str, Any]) -> LoadReport:
+def load_pretrained(
+    backbone: nn.Module, source: str | Path | Mapping[str, Any], partial: bool = False
+) -> LoadReport:
     """Load a public or reidlab checkpoint into ``backbone``, converting key layouts.
 
     Args:
         backbone: the module to fill (a :class:`ResNet` for the release checks).
         source: a path, an http(s) URL, or an already loaded (possibly wrapped) state dict.
+        partial: a partial initialisation (torchvision weights into an SE / IBN variant,
+            as the notebook's code did): the affine weights of a batch norm in the
+            checkpoint are not poured into an InstanceNorm of the same name (IBN-b's stem),
+            which keeps its fresh initialisation and is reported as missing, the
+            checkpoint tensors as unexpected. Reporting is the caller's business.
 
     Returns:
         A :class:`LoadReport`; the classifier is loaded only if the backbone has ``fc``.
@@ -196,8 +199,13 @@ def load_pretrained(backbone: nn.Module, source: str | Path | Mapping[str, Any])
     loaded: set[str] = set()
     unexpected: list[str] = []
     ignored: list[str] = []
+    batch_norms = {to_reidlab_key(k).rpartition(".")[0] for k in raw if k.endswith("running_var")}
     for raw_key, value in raw.items():
         key = to_reidlab_key(raw_key)
+        owner = key.rpartition(".")[0]
+        if partial and owner in batch_norms and isinstance(modules.get(owner), nn.InstanceNorm2d):
+            unexpected.append(raw_key)  # a batch norm's statistics-bound affine, not an IN's
+            continue
         if _SE_WEIGHT.search(key) and value.dim() == 4 and value.shape[2:] == (1, 1):
             value = value.flatten(1)  # 1x1 convolution -> linear weight
         if key not in target:
@@ -241,25 +249,52 @@ def load_pretrained(backbone: nn.Module, source: str | Path | Mapping[str, Any])
     return report
 
 
-def build_backbone(name: str, last_stride: int = 1, weights: str | Path | None = None) -> nn.Module:
+#: Options that build every backbone as torchvision's ResNet with the SE / IBN modules added
+#: (``model.layout: torchvision``): stride in the 3x3 conv, padded max-pool, SE without bias.
+TORCHVISION_LAYOUT: dict[str, Any] = {
+    "stride_in": "conv2", "stem_pool_ceil_mode": False, "se_bias": False,
+}
+
+
+def build_backbone(
+    name: str,
+    last_stride: int = 1,
+    weights: str | Path | None = None,
+    *,
+    partial: bool = False,
+    **options: Any,
+) -> nn.Module:
     """Build the registered backbone ``name`` and optionally load ImageNet weights.
 
     Args:
         name: a name in ``reidlab.registry.BACKBONES`` (e.g. ``"ibn_a_resnet50"``).
         last_stride: stride of the last stage (1: output H/16 x W/16, 2: H/32 x W/32).
         weights: path or http(s) URL of a checkpoint in a supported public layout.
+        partial: accept a checkpoint that fills only part of the backbone (every tensor
+            whose name and shape match is loaded); every backbone tensor left fresh and
+            every checkpoint tensor left unused is logged by name. Shape mismatches and
+            release mismatches still raise.
+        options: :class:`ResNet` keyword arguments overriding the registered ones
+            (``base_width``, ``ibn_b_blocks``, the :data:`TORCHVISION_LAYOUT` options).
 
     Raises:
         KeyError: unknown name (naming the nearest one).
         ValueError: the checkpoint leaves backbone weights uninitialised or has weights the
             backbone cannot hold (see :class:`LoadReport`), or its shapes differ.
     """
-    backbone = BACKBONES.get(name)(last_stride=last_stride)
+    backbone = BACKBONES.get(name)(last_stride=last_stride, **options)
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"backbone builder {name!r} returned {type(backbone).__name__}")
     if weights is not None:
-        report = load_pretrained(backbone, weights)
-        if not report.ok:
+        report = load_pretrained(backbone, weights, partial=partial)
+        if partial:
+            log.warning(
+                "partial initialisation of %s from %s: %d tensors left fresh: %s; %d "
+                "checkpoint tensors unused: %s", name, weights, len(report.missing),
+                ", ".join(report.missing) or "-", len(report.unexpected),
+                ", ".join(report.unexpected) or "-",
+            )
+        elif not report.ok:
             raise ValueError(
                 f"{weights} does not fit backbone {name!r}: missing {report.missing[:5]} "
                 f"({len(report.missing)}), unexpected {report.unexpected[:5]} "

@@ -39,8 +39,9 @@ class ResNet(nn.Module):
     included, layer4 excluded) by :class:`~reidlab.models.backbones.layers.IBN` (IN on the
     first half of the channels). IBN-b puts an affine InstanceNorm in place of the stem's
     ``bn1`` and after the residual sum of the last block of layer1 and layer2 (never the
-    first block of a layer, as in the public code). SE modules gate every block's branch
-    output before the sum; with IBN both apply.
+    first block of a layer, as in the public code); ``ibn_b_blocks="all"`` puts it after the
+    sum of every block of layer1 and layer2 (the notebook's code). SE modules gate every
+    block's branch output before the sum; with IBN both apply.
 
     Args:
         block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"``.
@@ -53,6 +54,7 @@ class ResNet(nn.Module):
         se_reduction: SE reduction ratio.
         se_bias: SE layers with biases (Cadene SENet) or without (IBN-Net SE-ResNet-IBN).
         ibn: None, ``"a"`` or ``"b"``.
+        ibn_b_blocks: ``"last"`` (IBN-Net) or ``"all"`` blocks of layer1-2 get IBN-b's IN.
         last_stride: stride of layer4 (1 keeps H/16, the re-ID convention; 2 gives H/32).
         stride_in: bottleneck convolution carrying the stride, ``"conv2"`` (torchvision,
             IBN-Net) or ``"conv1"`` (Caffe SE-ResNet release).
@@ -79,6 +81,7 @@ class ResNet(nn.Module):
         se_reduction: int = 16,
         se_bias: bool = True,
         ibn: IBNType | None = None,
+        ibn_b_blocks: Literal["last", "all"] = "last",
         last_stride: int = 2,
         stride_in: StrideIn = "conv2",
         stem_pool_ceil_mode: bool = False,
@@ -90,6 +93,8 @@ class ResNet(nn.Module):
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
         if ibn not in (None, "a", "b"):
             raise ValueError(f"ibn must be None, 'a' or 'b', got {ibn!r}")
+        if ibn_b_blocks not in ("last", "all"):
+            raise ValueError(f"ibn_b_blocks must be 'last' or 'all', got {ibn_b_blocks!r}")
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
         if len(layers) != 4 or min(layers) < 1:
@@ -131,7 +136,8 @@ class ResNet(nn.Module):
                         nn.BatchNorm2d(out_channels),
                     )
                 ibn_a = ibn == "a" and i < 3
-                in_after_add = ibn == "b" and i < 2 and 0 < j == n - 1
+                in_after_add = ibn == "b" and i < 2 and (
+                    ibn_b_blocks == "all" or 0 < j == n - 1)
                 blocks.append(
                     block_cls(
                         in_channels,
