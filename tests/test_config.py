@@ -126,7 +126,10 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_every_shipped_config_loads():
     root = Path(__file__).resolve().parents[1] / "configs"
-    files = sorted(root.rglob("*.yaml"))
+    # base.yaml and _*.yaml are shared parents, not runs (a continual base names no
+    # distillation term of its own); each is loaded through the rows built on it
+    files = sorted(p for p in root.rglob("*.yaml")
+                   if p.name != "base.yaml" and not p.name.startswith("_"))
     assert files, "configs/ holds no YAML file"
     for path in files:
         load_config(path)

@@ -15,7 +15,8 @@ from reidlab.registry import BACKBONES
 from reidlab.sweep import default_runs_dir, experiment_files, sweep
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-ALL_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
+ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml")  # rows, not their shared bases
+                     if p.name != "base.yaml" and not p.name.startswith("_"))
 MARKET_ROWS = sorted(p for p in (CONFIGS / "market1501" / "notebook").rglob("*.yaml")
                      if p.name != "base.yaml")  # base.yaml: the notebook code's shared settings
 OTHER_ROWS = sorted([*(CONFIGS / "dukemtmc").glob("*.yaml"), *(CONFIGS / "msmt17").glob("*.yaml")])

@@ -10,9 +10,11 @@ from reidlab.engine.trainer import make_train_step
 
 
 def batch(num_ids: int = 4, k: int = 2):
+    # 64x32 images: at 32x16, torch 2.13's CPU bfloat16 convolution returned NaN for finite
+    # inputs (layer3's strided 3x3 on a 4x2 map, for some initialisations)
     torch.manual_seed(0)
     pids = torch.arange(num_ids).repeat_interleave(k)
-    return torch.randn(num_ids * k, 3, 32, 16), pids, torch.zeros_like(pids), pids
+    return torch.randn(num_ids * k, 3, 64, 32), pids, torch.zeros_like(pids), pids
 
 
 def tiny_task(loss: str, *extra: str):
@@ -55,7 +57,7 @@ def test_learned_weights_are_in_the_main_optimiser_without_decay():
 def test_center_gradient_is_rescaled_to_the_center_lr():
     """With weight w, the centres move by lr * dL_center/dc, independent of w."""
     _, task, slots = tiny_task("softmax_triplet_center", "loss.center_weight=0.01",
-                               "solver.lr=0.0", "solver.weight_decay=0.0",
+                               "solver.lr=1e-12", "solver.weight_decay=0.0",
                                "solver.weight_decay_bias=0.0")
     model, center = task.model, task.objective.center_modules()[0]
     assert slots[1].grad_scale == pytest.approx(100.0)

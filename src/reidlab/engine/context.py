@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A console handler that writes to whatever ``sys.stderr`` is now, not the stream of
+    its creation (which a caller, or a test's capture, may have closed since)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup_logging(log_file: Path | None) -> None:
     """Log to ``log_file`` (and the console) until the next call; ``None``: console only."""
     root = logging.getLogger("reidlab")
@@ -46,7 +60,7 @@ def setup_logging(log_file: Path | None) -> None:
         file_handler._reidlab_run = True  # type: ignore[attr-defined]
         root.addHandler(file_handler)
     if not any(getattr(h, "_reidlab_console", False) for h in root.handlers):
-        console = logging.StreamHandler()
+        console = _StderrHandler()
         console.setFormatter(logging.Formatter("%(message)s"))
         console._reidlab_console = True  # type: ignore[attr-defined]
         root.addHandler(console)
