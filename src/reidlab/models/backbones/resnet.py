@@ -211,7 +211,7 @@ def resnet18(**kw: Any) -> ResNet:
 def resnet18_w32(**kw: Any) -> ResNet:
     """ResNet-18 at half width (32 stem channels, 256 output channels): a CPU-sized network
     trained from scratch by the synthetic configs; no public weights exist for it."""
-    return _build(_R18, base_width=32, **kw)
+    return _build(_R18, {"base_width": 32}, **kw)  # model.width, if given, wins
 
 
 @BACKBONES.register("resnet34")
