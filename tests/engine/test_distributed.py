@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from reidlab.engine.distributed import GlobalBatchNorm, convert_sync_bn, gather, world
+from reidlab.engine.collectives import gather, world
+from reidlab.engine.distributed import GlobalBatchNorm, convert_sync_bn
 
 WORKER = Path(__file__).with_name("dist_parity_worker.py")
 
@@ -47,6 +48,31 @@ def test_two_processes_take_the_one_process_step(tmp_path):
     assert _max_diff(r0["objective"], ref["objective"]) < 1e-5  # the centres
     assert _max_diff(r0["model"], r1["model"]) == 0.0
     assert _max_diff(ref["model"], ref["before"]) > 1e-3  # the step did move the weights
+
+
+def test_the_teacher_of_lwf_is_gathered_too(tmp_path):
+    """Continual LwF's step: the frozen teacher's outputs on each share are gathered with
+    the student's, so the distillation terms see the global batch."""
+    out = _run(tmp_path, "--teacher", "loss.name=softmax_triplet", "solver.momentum=0.9")
+    ref, r0 = out["reference"], out["rank0"]
+    assert {"ce_dist", "tr_dist"} <= set(r0["terms"])
+    assert abs(r0["loss"] - ref["loss"]) < 1e-5
+    assert _max_diff(r0["model"], ref["model"]) < 1e-5
+
+
+def test_a_loss_that_reads_no_logits_still_steps(tmp_path):
+    """Triplet alone never reads the classifier or the neck: DDP still gets a (zero)
+    gradient for them instead of waiting for it; every other parameter takes the
+    one-process step (the zero gradient lets weight decay move those two, which one
+    process leaves alone)."""
+    out = _run(tmp_path, "loss.name=triplet", "solver.momentum=0.9")
+    ref, r0 = out["reference"], out["rank0"]
+    assert abs(r0["loss"] - ref["loss"]) < 1e-5
+
+    def kept(d: dict) -> dict:
+        return {k: v for k, v in d.items() if not k.startswith(("classifier.", "neck."))}
+
+    assert _max_diff(kept(r0["model"]), kept(ref["model"])) < 1e-5
 
 
 def test_one_process_fallbacks():

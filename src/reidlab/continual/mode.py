@@ -38,7 +38,6 @@ from reidlab.registry import MODES
 log = logging.getLogger("reidlab")
 
 ROW_JSON = "continual_row.json"  # a stage's row of the matrix, written when it is done
-FINAL_MODEL = "final_model.pt"  # a stage's last model, the next task's start and teacher
 
 
 def task_solver(cfg: Config, index: int) -> SolverConfig:
@@ -116,11 +115,10 @@ def continual(ctx: RunContext) -> RunResult:
                  "iterations per epoch", stage_name, c.method, c.classifier, "+".join(trained),
                  data.num_classes, num_classes, len(data.loader))
         done = stage.is_finished() and (stage.path / ROW_JSON).is_file() \
-            and (stage.checkpoints / FINAL_MODEL).is_file()
+            and stage.final_model.is_file()
         started = time.time()
         if done:
-            state = torch.load(stage.checkpoints / FINAL_MODEL, map_location="cpu",
-                               weights_only=True)
+            state = torch.load(stage.final_model, map_location="cpu", weights_only=True)
             task.model.load_state_dict(state["model"])
             saved = read_json(stage.path / ROW_JSON)
             row, took = saved["metrics"], saved["seconds"]
@@ -129,7 +127,8 @@ def continual(ctx: RunContext) -> RunResult:
             if index == 0 and not c.train_first:
                 row = _evaluate(task.model, test_sets, ctx)  # the given task-1 model
                 stage.update_status(status="finished", epoch=0, weights=cfg.model.weights)
-                write_json(stage.metrics, {**row, "save_best": score(row)})
+                if ctx.writes:
+                    write_json(stage.metrics, {**row, "save_best": score(row)})
             else:
                 resume = stage.path if cfg.resume and stage.has_state() else None
                 slots = build_optimizers(cfg_t, task)
@@ -140,10 +139,8 @@ def continual(ctx: RunContext) -> RunResult:
                 row = {**last, **_evaluate(task.model, unseen, ctx)}
             took = time.time() - started
             if ctx.writes:
-                stage.checkpoints.mkdir(parents=True, exist_ok=True)
-                torch.save({"model": task.model.state_dict()}, stage.checkpoints / FINAL_MODEL)
                 write_json(stage.path / ROW_JSON, {"metrics": row, "seconds": took})
-                stage.prune_state()  # the next task starts from the final model
+                stage.finish_stage(task.model.state_dict())  # the next task starts from it
         rows.append({n: row[n] for n in columns})
         seconds.append(took)
         labels = ["+".join(t) if c.method == "joint" else t[0] for _, t in stages]

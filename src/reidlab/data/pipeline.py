@@ -5,7 +5,13 @@ memory or a memory-mapped file, see :mod:`reidlab.data.cache`) and ``data.augmen
 (``workers``: the per-image transforms in the loader workers; ``device``: workers only
 gather ``uint8`` images and the augmentation runs on whole batches on the training
 device, :mod:`reidlab.data.batch_transforms`). Both paths draw each sample's
-augmentation from its own seed, so they give the same batches.
+augmentation from its own seed, so they give the same batches. ``data.backend: dali``
+decodes on the GPU instead (:mod:`reidlab.data.dali`), with the same augmentation.
+
+In a distributed run (a process group is joined) each process's loader yields its share of
+every global batch (:class:`~reidlab.data.sampler.RandomIdentitySampler`, whole
+identities), and each sample keeps the augmentation seed of its position in the global
+batch: the processes together draw exactly the batches of one process.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from reidlab.config import Config, DataConfig
 from reidlab.data.batch_transforms import BatchAugment, DeviceAugmentLoader
 from reidlab.data.cache import build_image_cache
 from reidlab.data.check import validate_dataset
+from reidlab.data.dali import DaliTrainLoader
 from reidlab.data.datasets import combine_train, load_dataset
 from reidlab.data.loader import ImageDataset, ImageStore, load_resized
 from reidlab.data.records import ImageRecord, ReIDDataset
 from reidlab.data.sampler import RandomIdentitySampler
 from reidlab.data.transforms import build_transforms
+from reidlab.engine.collectives import rank_zero_first, world
 
 
 def dataset_root(cfg: DataConfig, name: str) -> Path:
@@ -56,7 +64,8 @@ def load_named(cfg: DataConfig, name: str) -> ReIDDataset:
 class SeededSampler(Sampler):
     """Pairs every index of an epoch-aware sampler with its own augmentation seed, so the
     random transforms of a sample depend only on (seed, epoch, position), never on worker
-    count or on where a run was resumed."""
+    count, on where a run was resumed or on how many processes share each batch (the
+    position is the sample's place in the epoch's global batches)."""
 
     def __init__(self, sampler: RandomIdentitySampler, seed: int) -> None:
         self.sampler = sampler
@@ -75,7 +84,15 @@ class SeededSampler(Sampler):
         base = zlib.crc32(f"{self.seed}:{self.epoch}".encode()) * 1_000_003
         for position, index in enumerate(self.sampler):
             if position >= self.start:
-                yield index, (base + position) % (2**63)
+                yield index, (base + self.global_position(position)) % (2**63)
+
+    def global_position(self, position: int) -> int:
+        """Where this replica's ``position``-th sample lies in the epoch of one process."""
+        s = self.sampler
+        if s.world_size == 1 or s.split != "identities":
+            return position
+        share = s.local_batch_size
+        return position // share * s.batch_size + s.rank * share + position % share
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -125,7 +142,7 @@ def cache_folder(cfg: DataConfig) -> Path:
 
 @dataclass
 class TrainData:
-    loader: DataLoader | DeviceAugmentLoader
+    loader: DataLoader | DeviceAugmentLoader | DaliTrainLoader
     sampler: SeededSampler
     num_classes: int
     records: list[ImageRecord]
@@ -141,25 +158,38 @@ class TestSet:
     skipped: list[str] = field(default_factory=list)  # left out by the dataset check
 
 
-def build_train_data(cfg: Config, datasets: list[ReIDDataset], rank: int = 0,
-                     world_size: int = 1, device: torch.device | None = None) -> TrainData:
+def build_train_data(cfg: Config, datasets: list[ReIDDataset], rank: int | None = None,
+                     world_size: int | None = None,
+                     device: torch.device | None = None) -> TrainData:
     """The train loader of ``datasets`` as ``cfg.data`` and ``cfg.augment`` say.
 
     Args:
-        device: where ``data.augment_on=device`` augments (default: ``cfg.device``).
+        rank, world_size: this process's share of each global batch (default: those of
+            the process group, ``(0, 1)`` without one).
+        device: where ``data.augment_on=device`` and ``data.backend=dali`` put the batches
+            (default: ``cfg.device``).
     """
     records, _ = combine_train(datasets)
     if not records:
         names = ", ".join(d.name for d in datasets)
         raise ValueError(f"no training images in {names}")
     d = cfg.data
+    group = world()
+    rank = group[0] if rank is None else rank
+    world_size = group[1] if world_size is None else world_size
     # data.batch_size is the global batch: each process takes whole identities of it
     pk = RandomIdentitySampler([r.pid for r in records], d.batch_size, d.num_instances,
                                seed=cfg.seed, rank=rank, world_size=world_size,
                                split="identities")
     sampler = SeededSampler(pk, cfg.seed)
-    images = build_image_cache(records, d.height, d.width, d.cache, cache_folder(d),
-                               num_workers=d.num_workers)
+    num_classes = len({r.pid for r in records})
+    if d.backend == "dali":
+        return TrainData(DaliTrainLoader(records, sampler, cfg.augment, d.height, d.width,
+                                         _device(cfg, device), pk.local_batch_size,
+                                         d.num_workers), sampler, num_classes, records)
+    with rank_zero_first():  # a disk cache is written once, by rank 0, then read
+        images = build_image_cache(records, d.height, d.width, d.cache, cache_folder(d),
+                                   num_workers=d.num_workers)
     dataset: Dataset
     if d.augment_on == "device":
         dataset = RawTrainDataset(records, d.height, d.width, images)
@@ -176,13 +206,17 @@ def build_train_data(cfg: Config, datasets: list[ReIDDataset], rank: int = 0,
         persistent_workers=d.num_workers > 0,
     )
     if d.augment_on == "device":
-        if device is None:
-            from reidlab.engine.context import resolve_device  # engine imports data
-
-            device = resolve_device(cfg.device)
         loader = DeviceAugmentLoader(loader, BatchAugment(cfg.augment, d.height, d.width),
-                                     device)
-    return TrainData(loader, sampler, len({r.pid for r in records}), records)
+                                     _device(cfg, device))
+    return TrainData(loader, sampler, num_classes, records)
+
+
+def _device(cfg: Config, device: torch.device | None) -> torch.device:
+    if device is not None:
+        return device
+    from reidlab.engine.context import resolve_device  # engine imports data
+
+    return resolve_device(cfg.device)
 
 
 def build_test_sets(cfg: Config, datasets: list[ReIDDataset]) -> list[TestSet]:

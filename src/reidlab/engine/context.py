@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from reidlab.config import Config, save_config
+from reidlab.engine.collectives import on_rank_zero, world
 from reidlab.engine.compute import amp_settings
+from reidlab.engine.preflight import new_run_path
 from reidlab.engine.rundir import RunDir
 
 log = logging.getLogger("reidlab")
@@ -45,10 +47,11 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(log_file: Path | None) -> None:
-    """Log to ``log_file`` (and the console) until the next call; ``None``: console only."""
+def setup_logging(log_file: Path | None, quiet: bool = False) -> None:
+    """Log to ``log_file`` (and the console) until the next call; ``None``: console only.
+    ``quiet`` (the processes of a distributed run other than rank 0): warnings only."""
     root = logging.getLogger("reidlab")
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
     for handler in list(root.handlers):
         if getattr(handler, "_reidlab_run", False):
             root.removeHandler(handler)
@@ -89,16 +92,31 @@ class RunContext:
     def create(cls, cfg: Config, prefix: str = "", path: Path | None = None) -> RunContext:
         """Make the run directory (``path`` as :mod:`reidlab.engine.preflight` planned it;
         else ``output_dir``; else the resumed run's; else a new timestamped one), start its
-        log, save the resolved config (atomically), seed the generators."""
+        log, save the resolved config (atomically), seed the generators.
+
+        In a process group (:func:`~reidlab.engine.collectives.init_from_env`) only rank 0
+        makes the folder and writes; every rank gets rank 0's path, and the device of its
+        ``LOCAL_RANK`` on CUDA. The others log warnings only.
+        """
         device = resolve_device(cfg.device)  # before anything is written
+        rank, size = world()
+        if device.type == "cuda" and size > 1:
+            device = torch.device("cuda", torch.cuda.current_device())
         output_dir: str | Path | None = path or cfg.output_dir
         if output_dir is None and cfg.resume and Path(cfg.resume).is_dir():
             output_dir = cfg.resume
-        run = RunDir.create(output_dir, prefix=prefix)
-        setup_logging(run.log_file)
-        tmp = run.config.with_name(run.config.name + ".tmp")
-        save_config(cfg, tmp)
-        tmp.replace(run.config)
+        if output_dir is None and size > 1:  # one timestamp, rank 0's
+            output_dir = on_rank_zero(lambda: new_run_path(prefix))
+        run = RunDir.create(output_dir, prefix=prefix, writes=rank == 0)
+        setup_logging(run.log_file if run.writes else None, quiet=not run.writes)
+        if run.writes:
+            tmp = run.config.with_name(run.config.name + ".tmp")
+            save_config(cfg, tmp)
+            tmp.replace(run.config)
         log.info("run directory: %s", run.path)
+        if size > 1:
+            log.info("%d processes, data.batch_size %d is the global batch (%d a process)",
+                     size, cfg.data.batch_size, cfg.data.batch_size // size)
         seed_everything(cfg.seed)
-        return cls(cfg, run, device, amp=amp_settings(cfg.solver, device).enabled)
+        return cls(cfg, run, device, amp=amp_settings(cfg.solver, device).enabled,
+                   rank=rank, world_size=size)

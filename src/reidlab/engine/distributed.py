@@ -19,99 +19,27 @@ step on one process with batch ``B``:
   loss), so that average is exactly the one-process gradient.
 
 Loss parameters outside the model (centres, learned weights) see the gathered batch and
-get the same gradient on every process without any reduction.
+get the same gradient on every process without any reduction. :func:`distribute` is what
+:func:`~reidlab.engine.trainer.fit` calls for every mode; a task with a forward of its own
+(SSG's part task) is trained under plain DDP instead (each process's loss on its share,
+the gradients averaged), its batch norm still global.
+
+The process group and the collectives are in :mod:`reidlab.engine.collectives`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from reidlab.engine.collectives import all_reduce_sum, gather, world
 from reidlab.engine.task import Batch, ReIDTask, TaskOutput
+from reidlab.losses.distill import with_teacher
 from reidlab.models.reid import ReIDOutput
 
 log = logging.getLogger("reidlab")
-
-
-def world() -> tuple[int, int]:
-    """``(rank, world_size)`` of this process; ``(0, 1)`` without a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_from_env(device_type: str) -> tuple[int, int]:
-    """Join the process group ``torchrun`` describes (``WORLD_SIZE``, ``RANK``,
-    ``MASTER_ADDR``...): NCCL on CUDA, gloo on CPU; one process without them.
-
-    Returns:
-        ``(rank, world_size)``.
-    """
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size > 1 and not dist.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        if device_type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
-        log.info("process %d of %d (%s)", dist.get_rank(), size, backend)
-    return world()
-
-
-class _Gather(torch.autograd.Function):
-    """All-gather along dim 0; backward: each process's rows get the sum over processes
-    of their gradient."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        rank, size = world()
-        parts = [torch.empty_like(x) for _ in range(size)]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rows[0] : ctx.rows[1]]
-
-
-class _AllReduce(torch.autograd.Function):
-    """Sum over processes; backward: the sum of the processes' gradients."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def gather(x: torch.Tensor) -> torch.Tensor:
-    """(n, ...) on each of W processes -> (W n, ...) in rank order, the same on every
-    process; differentiable (each process's gradient reaches its own rows). Every process
-    must pass the same ``n``. Without a process group: ``x``."""
-    if world()[1] == 1:
-        return x
-    if x.requires_grad:
-        return _Gather.apply(x)
-    parts = [torch.empty_like(x) for _ in range(world()[1])]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
-def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
-    """Differentiable sum over processes (``x`` itself in one process)."""
-    return x if world()[1] == 1 else _AllReduce.apply(x)
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -155,8 +83,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 def convert_sync_bn(module: nn.Module, device_type: str) -> nn.Module:
     """Every batch norm of ``module`` over the global batch: PyTorch's ``SyncBatchNorm``
-    on CUDA, :class:`GlobalBatchNorm` elsewhere; weights and running statistics carried
-    over, state-dict keys unchanged. The modules are new: build the optimisers after."""
+    on CUDA, :class:`GlobalBatchNorm` elsewhere (in place below the top module). The new
+    modules hold the same parameter and buffer tensors, so optimisers built before keep
+    stepping them; state-dict keys are unchanged."""
     if device_type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     return _convert(module)
@@ -167,10 +96,14 @@ def _convert(module: nn.Module) -> nn.Module:
             module, GlobalBatchNorm):
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum,
                               module.affine, module.track_running_stats)
-        new.load_state_dict(module.state_dict())
+        names = ["weight", "bias"] if module.affine else []
+        for name in names:
+            setattr(new, name, getattr(module, name))
+        if module.track_running_stats:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(new, name, getattr(module, name))
         new.train(module.training)
-        tensors = list(module.state_dict().values())
-        return new.to(tensors[0].device) if tensors else new
+        return new
     for name, child in module.named_children():
         setattr(module, name, _convert(child))
     return module
@@ -188,17 +121,18 @@ class DistributedTask(ReIDTask):
 
     def __init__(self, task: ReIDTask, device: torch.device) -> None:
         super().__init__(task.model, task.objective, task.teacher)
-        ids = [device.index] if device.type == "cuda" else None
-        # the global batch norm keeps the buffers equal on every process already
-        self.ddp = nn.parallel.DistributedDataParallel(task.model, device_ids=ids)
+        self.ddp = _ddp(task.model, device)
 
     def forward(self, batch: Batch) -> TaskOutput:
         pids = batch.targets["pid"]
         local = self.ddp(batch.images, pids)
-        output = ReIDOutput(gather(local.global_feat), gather(local.feat),
-                            gather(local.logits) if local.logits is not None else None)
+        output = _gathered(local)
+        if self.teacher is not None:  # the distillation terms read its outputs
+            with torch.no_grad():
+                output = with_teacher(output, _gathered(self.teacher(batch.images)))
         all_pids = gather(pids)
         loss, terms = self.objective(output, all_pids)
+        loss = loss + _nothing_from(local)
         logs = {}
         if output.logits is not None:
             logs["acc"] = (output.logits.argmax(1) == all_pids).float().mean().item()
@@ -206,3 +140,58 @@ class DistributedTask(ReIDTask):
             logs.update({f"s_{k}": v for k, v in self.objective.weighting.values().items()})
         return TaskOutput(loss, terms, output, logs)
 
+
+
+class _WholeTaskDDP(ReIDTask):
+    """A task with a forward of its own (SSG's part task), whose outputs this module cannot
+    gather: the whole task under ``DistributedDataParallel``, each process's loss on its
+    own share, the gradients (model and objective) averaged."""
+
+    def __init__(self, task: ReIDTask, device: torch.device) -> None:
+        super().__init__(task.model, task.objective, task.teacher)
+        self.task = task
+        self.ddp = _ddp(task, device)
+
+    def forward(self, batch: Batch) -> TaskOutput:
+        out = self.ddp(batch)
+        out.loss = out.loss + _nothing_from(out.output)
+        return out
+
+    def log_keys(self) -> list[str]:
+        return self.task.log_keys()
+
+
+def _ddp(module: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def _nothing_from(out: ReIDOutput) -> torch.Tensor:
+    """Zero, through every output of the model: DDP waits for a gradient of every
+    parameter, and one that the loss never reads (the classifier and the neck under a
+    triplet-only loss) gets a zero gradient this way instead of none. (Weight decay then
+    still shrinks it, which one process would not do; such parameters make no feature.)"""
+    parts = [out.global_feat, out.feat, *([out.logits] if out.logits is not None else [])]
+    return sum((t.sum() * 0.0 for t in parts), torch.zeros((), device=out.feat.device))
+
+
+def _gathered(out: ReIDOutput) -> ReIDOutput:
+    return ReIDOutput(gather(out.global_feat), gather(out.feat),
+                      gather(out.logits) if out.logits is not None else None)
+
+
+def distribute(task: ReIDTask, device: torch.device, sync_bn: bool = True) -> ReIDTask:
+    """What the training step runs when there are several processes: ``task`` with its
+    batch norms over the global batch (``sync_bn``, :func:`convert_sync_bn`, in place) and
+    its loss on the gathered batch (:class:`DistributedTask`), or, for a task with a
+    forward of its own, the whole task under DDP. ``task`` itself keeps the weights and is
+    what checkpoints and validation read."""
+    if sync_bn:
+        convert_sync_bn(task.model, device.type)
+    if type(task).forward is ReIDTask.forward:
+        return DistributedTask(task, device)
+    if world()[0] == 0:
+        log.warning("%s has a forward of its own: trained under plain DDP (each process's "
+                    "loss on its own share of the batch, gradients averaged)",
+                    type(task).__name__)
+    return _WholeTaskDDP(task, device)

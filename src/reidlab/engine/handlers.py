@@ -19,11 +19,13 @@ from ignite.metrics import RunningAverage
 
 log = logging.getLogger(__name__)
 
-def attach_progress(trainer: Engine, keys: list[str]) -> None:
-    """Progress bar with running averages of the step outputs named in ``keys``."""
+def attach_progress(trainer: Engine, keys: list[str], bar: bool = True) -> None:
+    """Running averages of the step outputs named in ``keys``, shown in a progress bar
+    when ``bar`` (rank 0 of a distributed run only)."""
     for key in keys:
         RunningAverage(output_transform=lambda out, k=key: out[k]).attach(trainer, key)
-    ProgressBar(persist=False).attach(trainer, metric_names=keys)
+    if bar:
+        ProgressBar(persist=False).attach(trainer, metric_names=keys)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, TerminateOnNan(lambda out: out["loss"]))
 
 

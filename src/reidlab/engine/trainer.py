@@ -5,6 +5,12 @@ run directory: progress bar, TensorBoard, learning-rate schedule at each epoch's
 validation every ``eval_period`` epochs and at the end (notebook block, history, best
 model as an ignite ``Checkpoint`` on the validation score), then the full training state
 (after the validation, so that a crash during it loses neither), resume from that state.
+
+With several processes (:class:`~reidlab.engine.context.RunContext`'s ``world_size``) the
+step runs :func:`~reidlab.engine.distributed.distribute`'s wrapper of the task (global
+batch norm as ``model.sync_bn`` says, the loss on the gathered global batch, DDP), every
+rank validates its share of the test sets, only rank 0 writes files, and a stop signal
+seen by any rank stops every rank after the same iteration.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from ignite.handlers import Checkpoint, DiskSaver, global_step_from_engine
 from reidlab.config import SolverConfig
 from reidlab.data.pipeline import TrainData
 from reidlab.engine.checkpoint import CheckpointError, atomic_save, keep_newest, load_newest
+from reidlab.engine.collectives import agree_max
 from reidlab.engine.compute import amp_settings, prepare_model, to_memory_format
 from reidlab.engine.context import RunContext
+from reidlab.engine.distributed import distribute
 from reidlab.engine.handlers import attach_progress, attach_tensorboard, log_metrics
 from reidlab.engine.interrupt import RunInterrupted, StopRequest
 from reidlab.engine.rundir import (
@@ -153,11 +161,13 @@ def fit(
     amp = ctx.amp and compute.enabled
     scaler = torch.amp.GradScaler(device.type, enabled=amp and compute.scaled)
     prepare_model(task.model, solver)
-    trainer = Engine(make_train_step(task, slots, device, scaler, amp, compute.dtype,
+    stepped = task if ctx.world_size == 1 else distribute(task, device, ctx.cfg.model.sync_bn)
+    trainer = Engine(make_train_step(stepped, slots, device, scaler, amp, compute.dtype,
                                      solver.channels_last))
     # ignite logs an exception it re-raises; reidlab reports it once, in its own words
     trainer.logger.addHandler(logging.NullHandler())
     trainer.logger.propagate = False
+    # ignite's saver makes its folder and files on rank 0 only (save_on_rank)
     saver = DiskSaver(str(stage.checkpoints), require_empty=False)
     step = global_step_from_engine(trainer)
     rule = validator.rule if validator is not None else "none"
@@ -171,9 +181,10 @@ def fit(
     saved: list[Path] = []
 
     def save_state(engine: Engine) -> None:
-        if not ctx.writes:
-            return
         path = stage.checkpoints / f"{CHECKPOINT_PREFIX}_{engine.state.iteration}.pt"
+        if not ctx.writes:
+            saved.append(path)  # the file rank 0 writes at this step
+            return
         atomic_save(full_state(task, slots, scaler, engine, best, data), path)
         saved.append(path)
         keep_newest(stage.checkpoint_files(CHECKPOINT_PREFIX), solver.keep_checkpoints)
@@ -181,9 +192,13 @@ def fit(
                             epochs=solver.epochs, iteration=engine.state.iteration,
                             state=str(path))
 
-    def halt(engine: Engine) -> None:
-        assert stop.signum is not None
-        raise RunInterrupted(stop.signum, ctx.run.path, engine.state.epoch,
+    def stop_signal() -> int:
+        """The signal that stops the run after this iteration (0: none), the same on
+        every rank, so that all of them save (rank 0) and stop at the same step."""
+        return agree_max(stop.signum or 0) if ctx.world_size > 1 else stop.signum or 0
+
+    def halt(engine: Engine, signum: int) -> None:
+        raise RunInterrupted(signum, ctx.run.path, engine.state.epoch,
                              engine.state.iteration, saved[-1] if saved else None)
 
     @trainer.on(Events.EPOCH_STARTED)
@@ -200,12 +215,13 @@ def fit(
         if epoch_end:  # the epoch's state is saved after its validation
             return
         every = solver.checkpoint_every_iters
-        if stop.signum is not None or (every and engine.state.iteration % every == 0):
+        signum = stop_signal()
+        if signum or (every and engine.state.iteration % every == 0):
             save_state(engine)
-        if stop.signum is not None:
-            halt(engine)
+        if signum:
+            halt(engine, signum)
 
-    attach_progress(trainer, task.log_keys())
+    attach_progress(trainer, task.log_keys(), bar=ctx.writes)
     tb = attach_tensorboard(trainer, slots[0].optimizer, stage.path,
                             solver.log_period) if ctx.writes else None
 
@@ -238,8 +254,9 @@ def fit(
         if ctx.writes and epoch % solver.checkpoint_period == 0:
             periodic(engine)
         save_state(engine)  # after the validation: a crash during it keeps the previous state
-        if stop.signum is not None:
-            halt(engine)
+        signum = stop_signal()
+        if signum:
+            halt(engine, signum)
 
     if resume:
         source = _resume(resume, task, slots, scaler, trainer, best, data)

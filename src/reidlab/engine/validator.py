@@ -7,17 +7,26 @@ The score picks the best model (``test.best_by``):
   ``Save best`` of joint training (Market-1501 86.8 / 94.6, DukeMTMC-reID 78.6 / 88.0,
   MSMT17 48.9 / 67.5 give 0.7740); with one test set, that set's mean;
 - a dataset name: that test set's (mAP + rank-1) / 2.
+
+In a distributed run every rank extracts the features of its contiguous share of each test
+set's loader batches (query and gallery rows alike), the features, pids and camids are
+gathered to every rank in the loader's order, and rank 0 ranks them once and sends the
+metrics to the others. Each image goes through the network in the same batch as in one
+process, so the metrics are exactly those of a single-process evaluation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from reidlab.config import TestConfig
 from reidlab.data.pipeline import TestSet
+from reidlab.engine.collectives import batch_shard, gather_rows, on_rank_zero, world
 from reidlab.engine.evaluator import Features, evaluate_features, extract_features
 from reidlab.models.reid import ReIDModel
 
@@ -99,10 +108,37 @@ class Validator:
                  keep_features: bool = False) -> Validation:
         metrics, cmc, features = {}, {}, {}
         for ts in self.test_sets:
-            f = extract_features(model, ts.loader, self.device, flip=self.cfg.flip,
-                                 normalize=self.cfg.feat_norm, amp=self.amp,
-                                 num_query=ts.num_query, desc=f"eval {ts.name}")
-            metrics[ts.name], cmc[ts.name] = evaluate_features(f, self.cfg)
+            f = self.features(model, ts)
+            metrics[ts.name], cmc[ts.name] = on_rank_zero(partial(evaluate_features, f,
+                                                                  self.cfg))
             if keep_features:
                 features[ts.name] = f
         return Validation(epoch, metrics, score(metrics, self.rule), self.rule, cmc, features)
+
+    def features(self, model: ReIDModel, ts: TestSet) -> Features:
+        """The test features of ``ts`` in loader order (query rows first), extracted in
+        shares by the ranks of a distributed run and gathered (module docstring)."""
+        rank, size = world()
+        extract = partial(extract_features, model, device=self.device, flip=self.cfg.flip,
+                          normalize=self.cfg.feat_norm, amp=self.amp, num_query=ts.num_query)
+        if size == 1:
+            return extract(ts.loader, desc=f"eval {ts.name}")
+        n, per = len(ts.loader.dataset), ts.loader.batch_size  # type: ignore[arg-type]
+        assert per is not None
+        batches = -(-n // per)
+        rows = [(min(n, a * per), min(n, b * per))
+                for a, b in (batch_shard(batches, r, size) for r in range(size))]
+        first, end = rows[rank]
+        if end > first:
+            share = DataLoader(Subset(ts.loader.dataset, range(first, end)), batch_size=per,
+                               shuffle=False, num_workers=ts.loader.num_workers,
+                               pin_memory=ts.loader.pin_memory)
+            part = extract(share, desc=f"eval {ts.name}" if rank == 0 else None)
+            feats = part.feats
+            labels = torch.stack([torch.as_tensor(part.pids), torch.as_tensor(part.camids)], 1)
+        else:  # more ranks than batches
+            feats = torch.zeros((0, model.feat_dim))
+            labels = torch.zeros((0, 2), dtype=torch.long)
+        sizes = [b - a for a, b in rows]
+        ids = gather_rows(labels.long(), sizes).numpy()  # (N, 2): pid, camid
+        return Features(gather_rows(feats, sizes), ids[:, 0], ids[:, 1], ts.num_query)
