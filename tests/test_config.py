@@ -59,6 +59,8 @@ def test_int_accepted_where_float_expected_and_tuple_converted():
         ("data.train=[1]", ["data.train[0]", "string"]),
         ("data.roots=3", ["data.roots", "mapping"]),
         ("mode=lifelong", ["mode", "'lifelong'", "'supervised'"]),
+        ("mode=adapt", ["mode 'adapt' needs an 'adapt' section"]),
+        ("mode=continual", ["mode 'continual' needs a 'continual' section"]),
         # cross-field rules
         ("data.batch_size=62", ["data.batch_size 62", "data.num_instances 4"]),
         ("data.num_instances=0", ["data.num_instances", "at least 1"]),

@@ -1,6 +1,12 @@
 """`reidlab sweep` (skip, resume, shared training, failing rows) and the shipped grids."""
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -233,6 +239,22 @@ def test_sweep_errors(tmp_path):
     assert "solver.epoch" in result.failed[0].detail
 
 
+def test_a_signal_during_a_row_that_still_finishes_stops_before_the_next(tmp_path):
+    grid = write_grid(tmp_path / "grid", {"a.yaml": {}, "b.yaml": {}})
+    fake = FakeRunner()
+
+    def signalled(args: list[str], log_file: Path) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)  # caught by the sweep while a row runs
+        return fake(args, log_file)
+
+    before = signal.getsignal(signal.SIGTERM)
+    result = sweep(grid, tmp_path / "runs", runner=signalled, echo=lambda m: None)
+    assert result.interrupted == signal.SIGTERM
+    assert [(o.name, o.status) for o in result.outcomes] == [("a", "trained")]
+    assert len(fake.calls) == 1 and not (tmp_path / "runs" / "b").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the sweep's handler is gone
+
+
 def test_default_runs_dir():
     assert default_runs_dir(CONFIGS / "synthetic" / "notebook") == Path("runs/synthetic/notebook")
     assert default_runs_dir(Path("/somewhere/grid")) == Path("runs/grid")
@@ -266,3 +288,48 @@ def test_cli_sweep_end_to_end(tiny_synthetic, tmp_path, capsys):
 
     assert main(["sweep", str(grid), "--out", str(out), *tiny_overrides(tiny_synthetic)]) == 1
     assert "1 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_sweep_stops_the_running_row_and_the_sweep(tiny_synthetic, tmp_path,
+                                                                   sig):
+    """The signal reaches the row (only through the sweep: it runs in its own session),
+    which saves its state; the sweep starts no further row, calls the row interrupted, not
+    failed, and exits 128 + signal."""
+    grid = write_grid(tmp_path / "grid", {"a.yaml": {"notebook": {"id": "01"}},
+                                          "b.yaml": {"notebook": {"id": "02"}}})
+    out = tmp_path / "runs"
+    args = [*tiny_overrides(tiny_synthetic), "solver.epochs=50", "solver.milestones=[]",
+            "solver.checkpoint_every_iters=1", "model.width=16"]
+    proc = subprocess.Popen([sys.executable, "-m", "reidlab.cli", "sweep", str(grid), "--out",
+                             str(out), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 300
+        while not list((out / "a" / "checkpoints").glob("checkpoint_*.pt")):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(sig)  # to the sweep alone
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        row = RunDir(out / "a").status()  # a row left running by a failed test: end it
+        if row.get("status") == "running" and isinstance(row.get("pid"), int):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(row["pid"], signal.SIGKILL)
+    assert proc.returncode == 128 + sig, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (f"reidlab: sweep stopped by {sig.name}; run it "
+                                               "again to continue")
+    assert "Traceback" not in stderr and "FAILED" not in stdout
+    assert "[1/2] a: interrupted after" in stdout and f"({sig.name}, exit code {128 + sig}" \
+        in stdout
+    assert "[2/2]" not in stdout and "sweep: 1 rows (1 interrupted)" in stdout
+    assert not (out / "b").exists()  # the next row was not started
+    status = RunDir(out / "a").status()
+    assert status["status"] == "stopped" and RunDir(out / "a").has_state()
+    log = (out / "a" / "sweep.log").read_text()
+    assert f"reidlab: stopped by {sig.name} in epoch" in log  # the row saved and said so
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["interrupted"] == sig.name
+    assert [(r["name"], r["status"]) for r in saved["rows"]] == [("a", "interrupted")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,13 +39,20 @@ def train_config_args(args: list[str]) -> tuple[str | None, list[str]]:
     return config, overrides
 
 
+def is_rank_zero() -> bool:
+    """Whether this process prints results: not one of the other ranks of a ``torchrun``
+    launch (which sets ``RANK``)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     from reidlab.engine.modes import format_table, run
 
     cfg = load_config(*train_config_args(ns.args))
     result = run(cfg)
-    print(format_table(result.metrics))
-    print(f"run directory: {result.run_dir}")
+    if is_rank_zero():
+        print(format_table(result.metrics))
+        print(f"run directory: {result.run_dir}")
     return 0
 
 
@@ -54,8 +62,9 @@ def cmd_adapt(ns: argparse.Namespace) -> int:
 
     config, overrides = split_config_args(ns.args)
     result = run(load_config(config, ["mode=adapt", *overrides]))
-    print(format_rounds_table(result.history))
-    print(f"run directory: {result.run_dir}")
+    if is_rank_zero():
+        print(format_rounds_table(result.history))
+        print(f"run directory: {result.run_dir}")
     return 0
 
 
@@ -66,8 +75,9 @@ def cmd_continual(ns: argparse.Namespace) -> int:
 
     config, overrides = train_config_args(ns.args)
     result = run(load_config(config, ["mode=continual", *overrides]))
-    print(format_record(read_json(result.run_dir / CONTINUAL_JSON)))
-    print(f"run directory: {result.run_dir}")
+    if is_rank_zero():
+        print(format_record(read_json(result.run_dir / CONTINUAL_JSON)))
+        print(f"run directory: {result.run_dir}")
     return 0
 
 
@@ -96,6 +106,8 @@ def cmd_test(ns: argparse.Namespace) -> int:
 
     cfg = load_config(*split_config_args(ns.args))
     result = test(cfg, keep_features=ns.visualize > 0)
+    if not is_rank_zero():
+        return 0
     if ns.visualize > 0:
         from reidlab.engine.pictures import write_pictures
 
@@ -206,6 +218,8 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_sweep(ns: argparse.Namespace) -> int:
+    import signal
+
     from reidlab.report import build_report
     from reidlab.sweep import summary, sweep
 
@@ -214,6 +228,10 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
     print(summary(result))
     for outcome in result.failed:
         print(f"failed: {outcome.name}: {outcome.detail}")
+    if result.interrupted is not None:
+        print(f"reidlab: sweep stopped by {signal.Signals(result.interrupted).name}; run it "
+              "again to continue", file=sys.stderr)
+        return 128 + result.interrupted
     try:
         print(build_report(result.runs_dir, markdown=ns.markdown))
     except FileNotFoundError as err:
@@ -346,6 +364,15 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
+def _leave_process_group() -> None:
+    """Leave the process group a ``torchrun`` run joined (without importing torch for the
+    commands that never did)."""
+    if "torch.distributed" in sys.modules:
+        from reidlab.engine.collectives import leave
+
+        leave()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``reidlab`` command. Every expected failure prints ``reidlab: error: ...``
     on one line; ``--debug`` (anywhere on the line) shows the traceback instead."""
@@ -389,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reidlab: error: {type(err).__name__}: {one_line(err)} (unexpected; rerun "
               "with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        _leave_process_group()
 
 
 if __name__ == "__main__":

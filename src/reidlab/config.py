@@ -94,6 +94,10 @@ class DataConfig(Section):
     # Where the train augmentation runs: per image in the loader workers, or on whole
     # batches on the training device (the same augmentations for the same seeds).
     augment_on: Literal["workers", "device"] = "workers"
+    # Who decodes the train images: the DataLoader (simplejpeg / Pillow, on the CPU) or
+    # NVIDIA DALI on the GPU (nvJPEG; `pip install 'reidlab[dali]'`, CUDA only), which then
+    # augments on the device as augment_on=device does, with the same per-sample draws.
+    backend: Literal["torch", "dali"] = "torch"
     # Leave out the images and entries the dataset check finds bad (unreadable, truncated,
     # zero-byte or non-image files; for folder/csv datasets also single-image training ids,
     # query ids without gallery images, duplicates), logging their count and names and
@@ -111,6 +115,9 @@ class DataConfig(Section):
         if self.batch_size < self.num_instances or self.batch_size % self.num_instances:
             raise ValueError(f"data.batch_size {self.batch_size} is not a positive multiple of "
                              f"data.num_instances {self.num_instances} (PK batches: P ids x K)")
+        if self.backend == "dali" and self.cache != "none":
+            raise ValueError(f"data.backend dali decodes every image on the GPU; data.cache "
+                             f"{self.cache!r} would decode them on the CPU: give one of the two")
         return self
 
 
@@ -149,6 +156,11 @@ class ModelConfig(Section):
     # fresh (new SE / IN / IBN layers) and what is unused; shape mismatches still fail.
     # False (the default): a checkpoint must fill the whole backbone.
     pretrained_partial: Bool = False
+    # Under torchrun (world size > 1): every batch norm normalises with the statistics of
+    # the global batch (SyncBatchNorm on CUDA, reidlab's GlobalBatchNorm on gloo), as one
+    # process would. False: each process normalises its own share (plain DDP; the running
+    # statistics are rank 0's). No effect in one process.
+    sync_bn: Bool = True
 
     @model_validator(mode="after")
     def _width(self) -> ModelConfig:
@@ -429,7 +441,8 @@ class Config(Section):
         _check_continual(self)
         section = MODE_SECTIONS[self.mode]
         if section is not None and getattr(self, section, None) is None:
-            raise ValueError(f"mode {self.mode!r} needs a {section!r} section")
+            article = "an" if section[0] in "aeiou" else "a"
+            raise ValueError(f"mode {self.mode!r} needs {article} {section!r} section")
         best, tests = self.test.best_by, [_alias(n) for n in self.data.test or self.data.train]
         if best != "mean_of_datasets" and _alias(best) not in tests:
             raise ValueError(f"test.best_by: {best!r} is not a test dataset; choose "

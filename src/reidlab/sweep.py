@@ -9,18 +9,27 @@ equal those of a finished run (a re-ranking row, say: only ``test`` differs) is 
 again: the finished run's best model is evaluated with the row's test settings
 (``reidlab test``). After a training row ends, its full training state (kept only to resume)
 is deleted unless ``keep_state`` is set; model weights stay.
+
+A SIGINT (Ctrl-C) or SIGTERM sent to the sweep is passed on to the running row, which
+saves its state and exits; the sweep then stops instead of starting the next row, reports
+that row as interrupted (not failed) and exits 130 / 143. Each row runs in a session of
+its own, so Ctrl-C at a terminal reaches it once, through the sweep. Running the same sweep
+again resumes the interrupted row.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from reidlab.config import Config, ConfigError, load_config, to_dict
@@ -39,7 +48,7 @@ class Outcome:
     """What the sweep did with one experiment file."""
 
     name: str  # the file's path below the config folder, without .yaml
-    status: str  # trained, resumed, tested, skipped, failed
+    status: str  # trained, resumed, tested, skipped, failed, interrupted
     seconds: float = 0.0
     detail: str = ""
 
@@ -49,10 +58,43 @@ class SweepResult:
     runs_dir: Path
     outcomes: list[Outcome] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: int | None = None  # the signal that stopped the sweep, if one did
 
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == "failed"]
+
+
+class ForwardSignals:
+    """While active (main thread only), SIGINT and SIGTERM to this process are remembered
+    in ``signum`` (the first one) and passed on to ``child``, the row running then."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.child: subprocess.Popen | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = self.signum or signum
+        child, name = self.child, signal.Signals(signum).name
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)  # a second signal is passed on too: it stops at once
+            log.warning("%s passed on to the running row, which saves its state; the sweep "
+                        "stops after it", name)
+        else:
+            log.warning("%s received: the sweep stops before the next row", name)
+
+    def __enter__(self) -> ForwardSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 def experiment_files(config_dir: Path) -> list[Path]:
@@ -90,12 +132,23 @@ def training_signature(cfg: Config) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def subprocess_runner(args: list[str], log_file: Path) -> int:
-    """Run ``reidlab ARGS`` in a fresh Python process, output appended to ``log_file``."""
+def subprocess_runner(args: list[str], log_file: Path,
+                      signals: ForwardSignals | None = None) -> int:
+    """Run ``reidlab ARGS`` in a fresh Python process (a session of its own), output
+    appended to ``log_file``; ``signals`` passes the sweep's SIGINT / SIGTERM on to it."""
     with log_file.open("a") as out:
-        proc = subprocess.run([sys.executable, "-m", "reidlab.cli", *args],
-                              stdout=out, stderr=subprocess.STDOUT, check=False)
-    return proc.returncode
+        proc = subprocess.Popen([sys.executable, "-m", "reidlab.cli", *args], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        if signals is not None:
+            signals.child = proc
+        try:
+            return proc.wait()
+        finally:
+            if signals is not None:
+                signals.child = None
+            if proc.poll() is None:  # the sweep itself failed: leave no row running
+                proc.terminate()
+                proc.wait()
 
 
 def _tail(path: Path, lines: int = 4) -> str:
@@ -122,7 +175,7 @@ def sweep(
     config_dir: Path,
     runs_dir: Path | None = None,
     overrides: list[str] | None = None,
-    runner: Runner = subprocess_runner,
+    runner: Runner | None = None,
     keep_state: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> SweepResult:
@@ -132,14 +185,24 @@ def sweep(
         config_dir: the folder of experiment files.
         runs_dir: where the run directories go (default: :func:`default_runs_dir`).
         overrides: ``key.sub=value`` applied to every file (``output_dir`` is set per file).
-        runner: runs one ``reidlab`` command line and returns its exit code (a subprocess
-            by default; tests pass a stand-in).
+        runner: runs one ``reidlab`` command line and returns its exit code (default:
+            :func:`subprocess_runner`, which receives the sweep's signals; tests pass a
+            stand-in).
         keep_state: keep each finished run's full training state (``checkpoint_*.pt``).
         echo: where the one-line progress messages go (default: the ``reidlab.sweep`` log).
 
     Returns:
-        What happened to each file, and the total time.
+        What happened to each file, the total time, and the signal that stopped it (rows
+        after the interrupted one are not run and not listed).
     """
+    with ForwardSignals() as signals:
+        run_row = runner or (lambda args, log_file: subprocess_runner(args, log_file, signals))
+        return _sweep(config_dir, runs_dir, overrides, run_row, keep_state, echo, signals)
+
+
+def _sweep(config_dir: Path, runs_dir: Path | None, overrides: list[str] | None,
+           runner: Runner, keep_state: bool, echo: Callable[[str], None] | None,
+           signals: ForwardSignals) -> SweepResult:
     echo = echo or log.info
     config_dir = Path(config_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir(config_dir)
@@ -165,6 +228,8 @@ def sweep(
     planned.sort(key=lambda p: (p[2] is not None and p[2].test.rerank, p[1]))
 
     for i, (path, name, cfg, error) in enumerate(planned, 1):
+        if signals.signum is not None:
+            break
         prefix = f"[{i}/{len(planned)}] {name}"
         if cfg is None:
             outcome = Outcome(name, "failed", detail=error)
@@ -203,6 +268,13 @@ def sweep(
         t0 = time.time()
         code = runner(args, log_file)
         seconds = time.time() - t0
+        if signals.signum is not None and (code != 0 or not rd.is_finished()):
+            sig = signal.Signals(signals.signum).name
+            detail = (f"{sig}, exit code {code}; run the sweep again to continue it; see "
+                      f"{log_file}: {_tail(log_file, 1)}")
+            result.outcomes.append(Outcome(name, "interrupted", seconds, detail))
+            echo(f"{prefix}: interrupted after {seconds:.0f} s, the sweep stops ({detail})")
+            break
         if code != 0 or not rd.is_finished():
             detail = f"exit code {code}; see {log_file}: {_tail(log_file)}"
             result.outcomes.append(Outcome(name, "failed", seconds, detail))
@@ -216,11 +288,13 @@ def sweep(
         echo(f"{prefix}: {status} in {seconds:.0f} s")
 
     result.seconds = time.time() - started
+    result.interrupted = signals.signum
     runs_dir.mkdir(parents=True, exist_ok=True)
     (runs_dir / "sweep.json").write_text(json.dumps({
         "config_dir": str(config_dir),
         "overrides": overrides,
         "seconds": result.seconds,
+        "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
         "rows": [vars(o) for o in result.outcomes],
     }, indent=2))
     return result

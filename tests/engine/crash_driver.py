@@ -1,7 +1,7 @@
 """Runs ``reidlab`` in a subprocess of the crash tests, killing itself with SIGKILL at a
 chosen point: ``python crash_driver.py THREADS KILL_AT reidlab-args...`` where KILL_AT is
 ``iteration:N`` (after training step N), ``eval:E`` (at the start of epoch E's validation),
-``term:N`` (SIGTERM instead of SIGKILL after step N) or ``none``."""
+``term:N`` / ``int:N`` (SIGTERM / SIGINT instead of SIGKILL after step N) or ``none``."""
 
 import os
 import signal
@@ -20,8 +20,8 @@ def _die(sig: int = signal.SIGKILL) -> None:
 
 def install(kill_at: str) -> None:
     kind, _, value = kill_at.partition(":")
-    if kind in ("iteration", "term"):
-        sig = signal.SIGKILL if kind == "iteration" else signal.SIGTERM
+    if kind in ("iteration", "term", "int"):
+        sig = {"iteration": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}[kind]
         real_step = trainer.make_train_step
 
         def make_step(*args, **kwargs):

@@ -1,9 +1,15 @@
-"""Crash safety: a run killed with SIGKILL (mid-epoch, or during a validation) and resumed
-ends with the uninterrupted run's metrics and bit-identical weights; a damaged newest
-state is skipped with a message; a non-finite loss stops the run naming the iteration and
-the term; every full state is written atomically and only the last K are kept."""
+"""Crash safety: a run killed with SIGKILL (mid-epoch, or during a validation), or stopped
+by SIGINT or SIGTERM, and resumed ends with the uninterrupted run's metrics and
+bit-identical weights; a damaged newest state is skipped with a message; a non-finite loss
+stops the run naming the iteration and the term; every full state is written atomically
+and only the last K are kept.
+
+The interrupted runs are all the tiny two-epoch run with a full state every 2 iterations
+(5 iterations per epoch), so that one uninterrupted run of it is the reference of every
+kill test."""
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +23,7 @@ from reidlab.engine.modes import run as train
 from reidlab.engine.rundir import RunDir
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
+EVERY = "solver.checkpoint_every_iters=2"
 
 
 def killed(args: list[str], kill_at: str) -> subprocess.CompletedProcess:
@@ -39,43 +46,76 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert ha == [1, 2]
 
 
-def test_sigkill_mid_epoch_and_during_validation_then_resume(tiny, tmp_path):
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory) -> Path:
+    """The uninterrupted run every interrupted one must end equal to (read only)."""
+    run = tmp_path_factory.mktemp("reference") / "run"
+    train(load_config(None, tiny(run, 2, EVERY)))
+    return run
+
+
+def test_sigkill_mid_epoch_and_during_validation_then_resume(reference, tiny, tmp_path):
     """Killed after iteration 3 of 10 (states at 2), and at epoch 2's validation (states
     at 8 and after epoch 1): each resumed run equals the uninterrupted one bit for bit."""
-    every = "solver.checkpoint_every_iters=2"
-    full = tmp_path / "full"
-    train(load_config(None, tiny(full, 2, every)))
     for kill_at, lost_after in (("iteration:3", 2), ("eval:2", 8)):
         run = tmp_path / kill_at.replace(":", "-")
-        proc = killed(tiny(run, 2, every), kill_at)
+        proc = killed(tiny(run, 2, EVERY), kill_at)
         assert proc.returncode == -9, proc.stderr[-2000:]
         status = RunDir(run).status()
         assert status["status"] == "running"  # SIGKILL leaves no chance to write more
         assert status["iteration"] == lost_after  # at most the work since then is lost
-        resumed = train(load_config(None, [*tiny(run, 2, every), f"resume={run}"]))
+        resumed = train(load_config(None, [*tiny(run, 2, EVERY), f"resume={run}"]))
         assert resumed.history[-1]["epoch"] == 2
-        assert_same_run(full, run)
+        assert_same_run(reference, run)
         assert RunDir(run).status()["status"] == "finished"
         assert len(RunDir(run).checkpoint_files()) == 2  # solver.keep_checkpoints
 
 
-def test_sigterm_saves_says_how_to_resume_and_exits_143(tiny, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_or_sigterm_saves_says_how_to_resume_and_exits_128_plus_signal(
+        reference, tiny, tmp_path, sig):
+    """Ctrl-C or a scheduler's kill after iteration 3: the iteration finishes, its state is
+    saved, one line says how to resume (no traceback), exit 130 / 143; the resumed run
+    equals the uninterrupted one bit for bit."""
     run = tmp_path / "run"
-    proc = killed(tiny(run, 2), "term:3")
-    assert proc.returncode == 143
+    kind = "int" if sig == signal.SIGINT else "term"
+    proc = killed(tiny(run, 2, EVERY), f"{kind}:3")
+    assert proc.returncode == 128 + sig, proc.stderr[-2000:]
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143)
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == (f"reidlab: stopped by SIGTERM in epoch 1 after iteration 3; the state is "
-                    f"saved in {run}/checkpoints/checkpoint_3.pt; continue with: reidlab "
+    assert last == (f"reidlab: stopped by {sig.name} in epoch 1 after iteration 3; the state "
+                    f"is saved in {run}/checkpoints/checkpoint_3.pt; continue with: reidlab "
                     f"train resume={run}")
+    assert [x for x in proc.stderr.splitlines() if x.startswith("reidlab:")] == [last]
     assert "Traceback" not in proc.stderr
-    assert RunDir(run).status()["status"] == "stopped"
+    status = RunDir(run).status()
+    assert status["status"] == "stopped" and status["iteration"] == 3
+    train(load_config(None, [*tiny(run, 2, EVERY), f"resume={run}"]))
+    assert_same_run(reference, run)
 
 
-def test_damaged_newest_state_is_skipped_with_a_message(tiny, tmp_path, caplog):
+def test_damaged_newest_state_is_skipped_with_a_message(reference, tiny, tmp_path, caplog,
+                                                        monkeypatch):
+    from reidlab.engine import trainer
+
     run = tmp_path / "run"
-    args = tiny(run, 2, "solver.checkpoint_every_iters=2")
-    proc = killed(args, "iteration:5")  # states at 2 and 4 (5 ends the epoch: none at 5)
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    args = tiny(run, 2, EVERY)
+    real_step = trainer.make_train_step
+
+    def make_step(*a, **kw):
+        inner = real_step(*a, **kw)
+
+        def step(engine, batch):
+            out = inner(engine, batch)
+            if engine.state.iteration == 5:  # a crash in this process: no subprocess needed
+                raise RuntimeError("crashed after step 5")
+            return out
+        return step
+
+    monkeypatch.setattr(trainer, "make_train_step", make_step)
+    with pytest.raises(RuntimeError, match="crashed after step 5"):
+        train(load_config(None, args))  # states at 2 and 4 (5 ends the epoch: none at 5)
+    monkeypatch.setattr(trainer, "make_train_step", real_step)
     states = sorted(RunDir(run).checkpoint_files(), key=lambda p: len(p.name))
     assert [p.name for p in states] == ["checkpoint_2.pt", "checkpoint_4.pt"]
     newest = states[-1]
@@ -85,6 +125,7 @@ def test_damaged_newest_state_is_skipped_with_a_message(tiny, tmp_path, caplog):
     assert f"skipping full training state {newest} cannot be read: the file is truncated" in text
     assert "resuming from" in text and "checkpoint_2.pt" in text
     assert RunDir(run).status()["status"] == "finished"
+    assert_same_run(reference, run)  # the older state loses work, not exactness
 
 
 def test_every_state_damaged_is_one_error_naming_each_file(tiny, tmp_path):

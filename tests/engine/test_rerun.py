@@ -115,6 +115,7 @@ def test_unwritable_or_invalid_output_dir(tiny, tmp_path, capsys):
 def test_sample_with_replacement_allows_a_large_k_and_is_logged(tiny, tmp_path, caplog):
     from reidlab.engine.preflight import check_data
 
+    caplog.set_level("INFO", logger="reidlab")  # as a run sets it; this test may run first
     cfg = load_config(None, [*tiny(tmp_path / "r", 2), "data.batch_size=16",
                              "data.num_instances=16", "data.sample_with_replacement=true"])
     check_data(cfg)
@@ -167,3 +168,78 @@ def test_nan_features_at_evaluation_name_the_image():
     with pytest.raises(ValueError, match="g_feats: gallery image 3 has a non-finite"):
         evaluate(q, g, ids[0], ids[1], torch.zeros(3, dtype=torch.long),
                  torch.ones(5, dtype=torch.long))
+
+
+def _other_mode(mode: str, a: Path, b: Path, out: Path, missing: Path) -> list[str]:
+    """Arguments of a continual run whose second task, or an adapt run whose target, is a
+    dataset under the folder ``missing``; the synthetic sets are the tests' own."""
+    common = ["data.synthetic.ids=12", "data.height=32", "data.width=16", "data.batch_size=16",
+              "data.num_instances=4", "data.num_workers=0", "model.backbone=resnet18",
+              "model.width=16", "solver.epochs=1", "solver.warmup_epochs=0",
+              "solver.milestones=[]", "device=cpu", f"output_dir={out}"]
+    if mode == "continual":
+        return ["continual", *common, "loss.tr_dist=1",
+                f"data.roots={{synthetic-a: {a}, market1501: {missing}}}",
+                "continual.tasks=[synthetic-a, market1501]"]
+    return ["adapt", *common, f"data.roots={{synthetic-a: {a}, synthetic-b: {b}, "
+            f"dukemtmc: {missing}}}", "data.train=[synthetic-a]", "data.test=[dukemtmc]",
+            "adapt.target=dukemtmc"]
+
+
+@pytest.mark.parametrize("mode, key, dataset", [
+    ("continual", "continual.tasks", "market1501"),
+    ("adapt", "adapt.target", "dukemtmc"),
+])
+def test_other_modes_check_their_datasets_before_making_a_folder(
+        tiny_synthetic, tiny_synthetic_b, tmp_path, capsys, mode, key, dataset):
+    out, missing = _new(tmp_path), tmp_path / "no-such-root"
+    assert main(_other_mode(mode, tiny_synthetic, tiny_synthetic_b, out, missing)) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"reidlab: error: {key}: {dataset}: root '{missing}' does not exist")
+    assert f"(the root is data.roots.{dataset})" in line
+    assert not out.exists()
+
+
+def test_other_modes_check_their_settings_before_making_a_folder(
+        tiny_synthetic, tiny_synthetic_b, tmp_path, capsys):
+    out, missing = _new(tmp_path), tmp_path / "no-such-root"
+    adapt = _other_mode("adapt", tiny_synthetic, tiny_synthetic_b, out, missing)
+    assert main([*adapt, "data.test=[synthetic-a]"]) == 2
+    assert "adapt.target 'dukemtmc' must be one of data.test ['synthetic-a']" in \
+        error_line(capsys)
+    assert main([*adapt, "adapt.round_solver={epochs: 2, milestones: [3]}"]) == 2
+    assert "adapt.round_solver.milestones [3]: [3] lie beyond adapt.round_solver.epochs 2" in \
+        error_line(capsys)
+    continual = _other_mode("continual", tiny_synthetic, tiny_synthetic_b, out, missing)
+    continual = [*continual, f"data.roots={{synthetic-a: {tiny_synthetic}, synthetic-b: "
+                 f"{tiny_synthetic_b}}}", "continual.tasks=[synthetic-a, synthetic-b]"]
+    assert main([*continual, "continual.task_solver={epochs: 2, milestones: [3]}"]) == 2
+    assert "continual.task_solver.milestones [3]: [3] lie beyond continual.task_solver.epochs" \
+        in error_line(capsys)
+    assert main([*continual, "data.batch_size=16", "data.num_instances=16"]) == 2
+    assert "data.num_instances 16 is more than the" in error_line(capsys)
+    assert not out.exists()
+
+
+def test_a_run_stopped_between_stages_may_resume(tiny_synthetic, tiny_synthetic_b, tmp_path):
+    """Task 1 finished (its final model kept, its states deleted), stopped before task 2
+    saved a state: resume= is accepted; with no stage to continue from it is refused."""
+    from reidlab.config import save_config
+    from reidlab.engine.preflight import plan_train
+
+    run = tmp_path / "run"
+    args = [*_other_mode("continual", tiny_synthetic, tiny_synthetic_b, run, tmp_path)[1:],
+            f"data.roots={{synthetic-a: {tiny_synthetic}, synthetic-b: {tiny_synthetic_b}}}",
+            "continual.tasks=[synthetic-a, synthetic-b]", "mode=continual"]
+    cfg = load_config(None, args)
+    run.mkdir()
+    save_config(cfg, run / "config.yaml")
+    RunDir(run).update_status(mode="continual", status="stopped")
+    with pytest.raises(ValueError, match="holds no full training state"):
+        plan_train(load_config(None, [*args, f"resume={run}"]))
+    task1 = RunDir(run / "task1")
+    task1.path.mkdir()
+    (task1.metrics).write_text("{}")
+    task1.update_status(status="finished")
+    task1.finish_stage({"w": torch.zeros(1)})
+    assert plan_train(load_config(None, [*args, f"resume={run}"])) == run

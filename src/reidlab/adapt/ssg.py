@@ -27,8 +27,13 @@ set and read with the test transform.
 
 The target's true identities are read only to score each clustering (purity, NMI) and the
 target test split; a stage's ``best_*.pt`` is chosen on those test labels, so it is a
-report, never what the next round starts from (that is the last epoch's model).
-``rounds.json`` and TensorBoard scalars (``adapt/*``) hold each round.
+report, never what the next round starts from (that is the last epoch's model, which a
+finished stage keeps as ``checkpoints/final_model.pt`` in place of its full training
+states, as continual tasks do). ``rounds.json`` (written after the direct transfer and
+after each round) and TensorBoard scalars (``adapt/*``) hold each round. With
+``resume=RUN`` finished stages are read back and a stopped one continues from its last
+full state; a round stopped while training clusters the same features again (the previous
+stage's final model, ``eps`` as saved) and so trains on the same pseudo labels.
 """
 
 from __future__ import annotations
@@ -139,9 +144,14 @@ def round_task(cfg: Config, previous: ReIDModel, num_clusters: int,
     return PartTask(model, objective, part_labels, triplet, cfg.adapt.part_weight)
 
 
-def _stage_model(cfg: Config, stage: RunDir) -> ReIDModel:
+def _stage_model(cfg: Config, stage: RunDir, writes: bool) -> ReIDModel:
+    """The last model of the finished ``stage``: its final model, or its newest full state
+    (a stage that ended before writing one), which is then kept as its final model."""
     model = build_model(cfg.model.model_copy(update={"pretrained": None}), 0, loss=cfg.loss)
-    load_model_weights(model, stage.latest_checkpoint())
+    final = stage.final_model
+    load_model_weights(model, final if final.is_file() else stage.latest_checkpoint())
+    if writes and stage.has_state():
+        stage.finish_stage(model.state_dict())
     return model
 
 
@@ -157,13 +167,15 @@ def source_model(ctx: RunContext, validator: Validator) -> tuple[ReIDModel, dict
     stage = ctx.run.stage("source")
     if stage.is_finished():
         log.info("source model: the finished stage %s", stage.path)
-        return _stage_model(cfg, stage).to(ctx.device), None
+        return _stage_model(cfg, stage, ctx.writes).to(ctx.device), None
     data = build_train_data(cfg, [load_named(cfg.data, n) for n in cfg.data.train])
     log.info("step 0, source training on %s: %d ids, %d images",
              "+".join(cfg.data.train), data.num_classes, len(data.records))
     task = build_task(cfg, data.num_classes).to(ctx.device)
     result = fit(ctx, task, build_optimizers(cfg, task), data, validator, cfg.solver, stage,
                  resume=stage.path if stage.has_state() else None)
+    if ctx.writes:
+        stage.finish_stage(task.model.state_dict())  # the rounds start from it
     return task.model, result.last.record() if result.last else None
 
 
@@ -199,6 +211,8 @@ def adapt(ctx: RunContext) -> RunResult:
         record = record or validator(model, 0).record()
         rows.append({"round": 0, "name": "direct transfer", "target": _target_row(record, key),
                      "metrics": record, "seconds": time.time() - started})
+        if ctx.writes:  # a run stopped in round 1 keeps it
+            write_json(ctx.run.path / ROUNDS_FILE, {"eps": eps, "rounds": rows})
     tb = SummaryWriter(log_dir=str(ctx.run.path)) if ctx.writes else None
     loader = DataLoader(ImageDataset(target.train, build_transforms(
         cfg.augment, cfg.data.height, cfg.data.width, train=False)),
@@ -209,7 +223,8 @@ def adapt(ctx: RunContext) -> RunResult:
     for r in range(1, a.rounds + 1):
         stage = ctx.run.stage(f"round{r}")
         if stage.is_finished() and len(rows) > r:
-            model, final = _stage_model(rcfg, stage).to(ctx.device), rows[r]["metrics"]
+            model = _stage_model(rcfg, stage, ctx.writes).to(ctx.device)
+            final = rows[r]["metrics"]
             continue
         t0 = time.time()
         feats = extract_part_features(model, loader, ctx.device, a.parts, a.flip, ctx.amp)
@@ -220,13 +235,20 @@ def adapt(ctx: RunContext) -> RunResult:
         log.info("round %d: %s", r, ", ".join(
             f"{p} {s['clusters']} clusters, {100 * s['kept']:.1f}% kept, purity "
             f"{s['purity']:.3f}, NMI {s['nmi']:.3f}" for p, s in stats.items()))
+        p_per_batch = rcfg.data.batch_size // rcfg.data.num_instances
+        if g.num_clusters < p_per_batch:  # no PK batch: the adaptation ends at this round
+            reason = (f"round {r}: the global clustering found {g.num_clusters} clusters, "
+                      f"fewer than the {p_per_batch} identities a batch of "
+                      f"{rcfg.data.batch_size} / {rcfg.data.num_instances} needs; the "
+                      "adaptation stops with the previous model (a larger adapt.rho or a "
+                      "smaller data.batch_size finds or needs fewer clusters)")
+            log.warning("%s", reason)
+            rows = rows[:r] + [{"round": r, "name": f"round {r}", "clusters": stats,
+                                "stopped": reason, "seconds": time.time() - t0}]
+            break
         records = [ImageRecord(target.train[i].path, int(g.labels[i]), target.train[i].camid,
                                target.train[i].domain) for i in kept]
         data = build_train_data(rcfg, [ReIDDataset(target.name, train=records)])
-        p_per_batch = cfg.data.batch_size // cfg.data.num_instances
-        if len(data.loader) == 0:
-            raise ValueError(f"round {r}: {g.num_clusters} clusters of {len(kept)} images make "
-                             f"no PK batch of {p_per_batch} ids x {cfg.data.num_instances}")
         parts = {str(p): torch.as_tensor(labels[p].labels[kept]) for p in a.parts[1:]}
         task = round_task(rcfg, model, g.num_clusters, parts).to(ctx.device)
         result = fit(ctx, task, build_optimizers(rcfg, task), data, validator, rcfg.solver,
@@ -245,6 +267,7 @@ def adapt(ctx: RunContext) -> RunResult:
                     tb.add_scalar(f"adapt/{p}/{name}", s[name], r)
             for name, value in rows[-1]["target"].items():
                 tb.add_scalar(f"adapt/target/{name}", value, r)
+            stage.finish_stage(model.state_dict())  # after its row: the next round needs it
     if ctx.writes:
         write_json(ctx.run.path / ROUNDS_FILE, {"eps": eps, "rounds": rows,
                                                 "seconds": time.time() - started})
@@ -263,6 +286,9 @@ def format_rounds_table(rows: list[dict[str, Any]]) -> str:
         c = row.get("clusters", {}).get("global")
         head = (f"{c['clusters']:>8} {100 * c['kept']:6.1f} {100 * c['purity']:6.1f} "
                 f"{100 * c['nmi']:6.1f}") if c else f"{'-':>8} {'-':>6} {'-':>6} {'-':>6}"
+        if "stopped" in row:
+            lines.append(f"{row['name']:<16} {head} stopped: too few clusters for a batch")
+            continue
         t = row["target"]
         lines.append(f"{row['name']:<16} {head} {100 * t['mAP']:6.1f} {100 * t['rank1']:6.1f} "
                      f"{100 * t['rank5']:6.1f}")

@@ -5,7 +5,9 @@ an error naming the key, file or folder at fault, before anything is written: th
 folder's writability; that it holds no other run (a finished run is never trained over;
 a stopped one is continued with ``resume=``); the resume source (a full state that
 loads, a run that is not finished or whose ``solver.epochs`` grows, the same settings);
-milestones within the epochs; the datasets' layouts and that PK batches can be drawn.
+milestones within the epochs of every solver the mode trains with; the layouts of the
+datasets the mode reads (supervised: train and test sets; continual: every task; adapt:
+source and target) and that PK batches can be drawn.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reidlab.config import Config, ConfigError, load_config, to_dict
+from reidlab.config import Config, ConfigError, SolverConfig, load_config, to_dict
+from reidlab.data.records import ReIDDataset
 from reidlab.engine.checkpoint import CheckpointError, newest_first, read_state
 from reidlab.engine.rundir import CHECKPOINT_PREFIX, RunDir, RunFolderError, check_writable
 
@@ -99,7 +102,7 @@ def _check_resume(cfg: Config, folder: Path, states: list[Path]) -> None:
                 "keeps its settings (only solver.epochs may grow): drop the change, or "
                 "start a new run in a new output_dir")
     if not states and _staged(folder):
-        return  # a mode of stages (continual tasks) resumes each stage from its own state
+        return  # a mode of stages (continual tasks, adapt rounds) resumes stage by stage
     if not states:
         gone = " (a finished run's state is deleted by sweep unless --keep-state)" \
             if rd.is_finished() else ""
@@ -116,8 +119,12 @@ def _check_resume(cfg: Config, folder: Path, states: list[Path]) -> None:
 
 
 def _staged(folder: Path) -> bool:
-    """Whether a stage of ``folder`` (``task2/``, ``round1/``) holds a full training state."""
-    return any(RunDir(p).has_state() for p in folder.iterdir() if p.is_dir())
+    """Whether a stage of ``folder`` (``task2/``, ``round1/``) holds a full training state,
+    or is finished and keeps its final model (a run stopped before the next stage saved a
+    state continues with that stage)."""
+    stages = [RunDir(p) for p in folder.iterdir() if p.is_dir()]
+    return any(rd.has_state() or (rd.is_finished() and rd.final_model.is_file())
+               for rd in stages)
 
 
 def _refuse_reuse(out: Path) -> None:
@@ -143,52 +150,126 @@ def _refuse_reuse(out: Path) -> None:
     raise RunFolderError(f"output_dir {out} already holds {rd.describe()}; {hint}")
 
 
+def _solvers(cfg: Config) -> list[tuple[str, SolverConfig, bool]]:
+    """``(key, solver, whether its milestones were set)`` of every fit the run makes: the
+    top-level solver, and continual's later tasks or adapt's rounds with their own keys."""
+    top_set = "milestones" in cfg.solver.model_fields_set
+    out = [("solver", cfg.solver, top_set)]
+    extra: dict[str, Any] = {}
+    key = ""
+    if cfg.mode == "continual" and cfg.continual is not None:
+        c = cfg.continual
+        if c.method != "joint" and len(c.tasks) > 1 and c.task_solver:
+            extra, key = c.task_solver, "continual.task_solver"
+    elif cfg.mode == "adapt" and cfg.adapt is not None and cfg.adapt.round_solver:
+        extra, key = cfg.adapt.round_solver, "adapt.round_solver"
+    if extra:
+        solver = SolverConfig.model_validate({**cfg.solver.model_dump(), **extra})
+        out.append((key, solver, top_set or "milestones" in extra))
+    return out
+
+
 def check_milestones(cfg: Config) -> None:
-    """Milestones the user set must lie within ``solver.epochs`` (the defaults, made for
-    120 epochs, are left to a short run)."""
-    s = cfg.solver
-    late = [m for m in s.milestones if m > s.epochs]
-    if late and "milestones" in s.model_fields_set:
-        raise ConfigError(
-            f"solver.milestones {s.milestones}: {late} lie beyond solver.epochs {s.epochs}, "
-            f"so the lr would never drop there; give milestones within 1..{s.epochs} "
-            "(solver.milestones=[] for none)")
+    """Milestones the user set must lie within the epochs of the solver they schedule
+    (``solver``, and ``continual.task_solver`` / ``adapt.round_solver`` with the keys they
+    inherit); the defaults, made for 120 epochs, are left to a short run."""
+    for key, s, user_set in _solvers(cfg):
+        late = [m for m in s.milestones if m > s.epochs]
+        if late and user_set:
+            raise ConfigError(
+                f"{key}.milestones {s.milestones}: {late} lie beyond {key}.epochs {s.epochs}, "
+                f"so the lr would never drop there; give milestones within 1..{s.epochs} "
+                f"({key}.milestones=[] for none)")
+
+
+def run_datasets(cfg: Config) -> tuple[dict[str, str], list[list[str]]]:
+    """The datasets a run of ``cfg.mode`` reads, each with the config key that names it
+    (``data.train``, ``continual.tasks``, ``adapt.target``, ``data.test``), and the groups
+    of them trained together in PK batches.
+
+    supervised: ``data.train`` (one group, joint) and ``data.test``; continual: every task
+    (one group each, or one for ``joint``; task 1 none when ``train_first`` is false) and
+    ``data.test``; adapt: the source ``data.train`` (unless ``model.weights`` is the
+    source model), the target and ``data.test``.
+    """
+    d = cfg.data
+    keys: dict[str, str] = {}
+    groups: list[list[str]]
+    if cfg.mode == "continual" and cfg.continual is not None:
+        c = cfg.continual
+        keys = dict.fromkeys(c.tasks, "continual.tasks")
+        groups = [list(c.tasks)] if c.method == "joint" else [[n] for n in c.tasks]
+        if not c.train_first:
+            groups = groups[1:]
+    elif cfg.mode == "adapt" and cfg.adapt is not None:
+        source = [] if cfg.model.weights else list(d.train)
+        keys = dict.fromkeys(source, "data.train")
+        keys.setdefault(cfg.adapt.target, "adapt.target")
+        groups = [source] if source else []
+    else:
+        keys = dict.fromkeys(d.train, "data.train")
+        groups = [list(d.train)]
+    for name in d.test:
+        keys.setdefault(name, "data.test")
+    return keys, groups
 
 
 def check_data(cfg: Config) -> None:
-    """Parse every dataset of the run (layout, names, images: see
-    :func:`~reidlab.data.pipeline.load_named`) and check that PK batches can be drawn."""
+    """Parse every dataset of the run (:func:`run_datasets`; layout, names, images: see
+    :func:`~reidlab.data.pipeline.load_named`) and check that PK batches can be drawn from
+    each group trained together. A dataset root that does not fit is reported with the
+    config key that names the dataset and the one that gives its root."""
     from reidlab.data.datasets import combine_train
+    from reidlab.data.datasets.base import DatasetLayoutError
     from reidlab.data.pipeline import load_named
     from reidlab.data.sampler import RandomIdentitySampler
+    from reidlab.engine.validator import dataset_key
 
-    if cfg.mode != "supervised":  # other modes read the datasets of their own sections
-        return
     d = cfg.data
-    loaded = {n: load_named(d, n) for n in dict.fromkeys([*d.train, *d.test])}
-    train = [loaded[n] for n in d.train]
-    for ds in train:
-        counts = Counter(r.pid for r in ds.train)
-        if not counts:
-            continue
-        small = sorted(p for p, c in counts.items() if c < d.num_instances)
-        if small and not d.sample_with_replacement:
-            fewest = min(counts, key=lambda p: (counts[p], p))
-            raise ConfigError(
-                f"data.num_instances {d.num_instances} is more than the {counts[fewest]} "
-                f"images of training identity {fewest} of {ds.name} ({len(small)} identities "
-                f"have fewer than {d.num_instances}); set data.sample_with_replacement=true "
-                "to draw their images with replacement (the BoT sampler), or lower "
-                "data.num_instances")
-        if small:
-            log.info("%s: %d training identities have fewer than %d images; their images "
-                     "are drawn with replacement (data.sample_with_replacement)", ds.name,
-                     len(small), d.num_instances)
-    records, _ = combine_train(train)
-    try:
-        RandomIdentitySampler([r.pid for r in records], d.batch_size, d.num_instances)
-    except ValueError as err:
-        raise ConfigError(f"data.batch_size / data.num_instances: {err}") from None
+    keys, groups = run_datasets(cfg)
+    if cfg.mode == "adapt" and cfg.adapt is not None:
+        target = dataset_key(cfg.adapt.target)
+        if target not in [dataset_key(n) for n in d.test or [target]]:
+            raise ConfigError(f"adapt.target {cfg.adapt.target!r} must be one of data.test "
+                              f"{d.test} (its test split scores each round)")
+    loaded = {}
+    for name, key in keys.items():
+        try:
+            loaded[name] = load_named(d, name)
+        except DatasetLayoutError as err:
+            root = f"data.roots.{name}" if name in d.roots else "data.root"
+            raise DatasetLayoutError(f"{key}: {err} (the root is {root})") from None
+    for group in groups:
+        train = [loaded[n] for n in group]
+        for ds in train:
+            _check_instances(cfg, ds)
+        records, _ = combine_train(train)
+        try:
+            RandomIdentitySampler([r.pid for r in records], d.batch_size, d.num_instances)
+        except ValueError as err:
+            raise ConfigError(f"data.batch_size / data.num_instances: {err}") from None
+
+
+def _check_instances(cfg: Config, ds: ReIDDataset) -> None:
+    """Every training identity of ``ds`` has ``data.num_instances`` images, unless they
+    are drawn with replacement (then logged)."""
+    d = cfg.data
+    counts = Counter(r.pid for r in ds.train)
+    if not counts:
+        return
+    small = sorted(p for p, c in counts.items() if c < d.num_instances)
+    if small and not d.sample_with_replacement:
+        fewest = min(counts, key=lambda p: (counts[p], p))
+        raise ConfigError(
+            f"data.num_instances {d.num_instances} is more than the {counts[fewest]} "
+            f"images of training identity {fewest} of {ds.name} ({len(small)} identities "
+            f"have fewer than {d.num_instances}); set data.sample_with_replacement=true "
+            "to draw their images with replacement (the BoT sampler), or lower "
+            "data.num_instances")
+    if small:
+        log.info("%s: %d training identities have fewer than %d images; their images "
+                 "are drawn with replacement (data.sample_with_replacement)", ds.name,
+                 len(small), d.num_instances)
 
 
 def check_files(cfg: Config) -> None:

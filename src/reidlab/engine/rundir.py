@@ -12,7 +12,9 @@ One run directory per ``reidlab train`` / ``test`` / ``continual`` / ``adapt`` c
 
 A mode with several phases (continual tasks, adaptation rounds) puts each phase in a
 *stage*, a sub-directory with the same files (``RUN/task1/``, ``RUN/round2/``), so that a
-stopped sequence resumes at the stage and epoch where it stopped. ``train``, ``sweep``,
+stopped sequence resumes at the stage and epoch where it stopped. A finished stage keeps
+what the next one needs, its last model (``checkpoints/final_model.pt``), instead of its
+full training states (:meth:`RunDir.finish_stage`). ``train``, ``sweep``,
 ``report`` and ``resume`` all read run directories through this module.
 """
 
@@ -34,6 +36,7 @@ import torch
 CHECKPOINT_PREFIX = "checkpoint"  # full training state, for resume
 WEIGHTS_PREFIX = "weights"  # model weights every `solver.checkpoint_period` epochs
 BEST_PREFIX = "best"  # model weights with the best validation score
+FINAL_MODEL = "final_model.pt"  # a finished stage's last model, where the next one starts
 
 STATUS_RUNNING, STATUS_FINISHED = "running", "finished"
 STATUS_FAILED, STATUS_STOPPED = "failed", "stopped"
@@ -60,23 +63,31 @@ def read_json(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class RunDir:
-    """The files of one run directory (or of one stage of it)."""
+    """The files of one run directory (or of one stage of it).
+
+    ``writes`` is false in the processes of a distributed run other than rank 0: they read
+    the run's files but make no folder and never write ``run.json``.
+    """
 
     path: Path
+    writes: bool = True
 
     @classmethod
-    def create(cls, output_dir: str | Path | None, prefix: str = "") -> RunDir:
-        """``output_dir``, or ``runs/<prefix><timestamp>`` when it is ``None``; made if absent."""
+    def create(cls, output_dir: str | Path | None, prefix: str = "",
+               writes: bool = True) -> RunDir:
+        """``output_dir``, or ``runs/<prefix><timestamp>`` when it is ``None``; made if absent
+        (when it ``writes``)."""
         if output_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             output_dir = Path("runs") / f"{prefix}{stamp}"
         path = Path(output_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        if writes:
+            path.mkdir(parents=True, exist_ok=True)
+        return cls(path, writes)
 
     def stage(self, name: str) -> RunDir:
         """The sub-directory of one phase (``task1``, ``round2``), made if absent."""
-        return RunDir.create(self.path / name)
+        return RunDir.create(self.path / name, writes=self.writes)
 
     @property
     def config(self) -> Path:
@@ -107,10 +118,12 @@ class RunDir:
         return read_json(self.status_file) if self.status_file.is_file() else {}
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into ``run.json`` (atomically) and return the whole status."""
+        """Merge ``fields`` into ``run.json`` (atomically; not when it does not ``writes``)
+        and return the whole status."""
         status = self.status()
         status.update(fields, updated=time.time())
-        write_json(self.status_file, status)
+        if self.writes:
+            write_json(self.status_file, status)
         return status
 
     def holds_run(self) -> bool:
@@ -162,6 +175,21 @@ class RunDir:
         """Delete the full training states (kept only to resume); weights stay."""
         for path in self.checkpoint_files(CHECKPOINT_PREFIX):
             path.unlink()
+
+    @property
+    def final_model(self) -> Path:
+        """``checkpoints/final_model.pt``, the last model of a finished stage."""
+        return self.checkpoints / FINAL_MODEL
+
+    def finish_stage(self, model_state: dict[str, torch.Tensor]) -> Path:
+        """Keep of a finished stage what a resume needs: its last model, written
+        atomically into :attr:`final_model` (``{"model": state}``), then no full training
+        state (a crash in between leaves both, never neither)."""
+        from reidlab.engine.checkpoint import atomic_save
+
+        atomic_save({"model": model_state}, self.final_model)
+        self.prune_state()
+        return self.final_model
 
     def latest_checkpoint(self, prefix: str = CHECKPOINT_PREFIX) -> Path:
         """The ``prefix_*.pt`` of this run with the highest recorded iteration.

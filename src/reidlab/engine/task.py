@@ -210,7 +210,8 @@ def load_model_weights(model: nn.Module, path: str | Path) -> Path:
         raise FileNotFoundError(f"model.weights: {path} is neither a checkpoint nor a run dir")
     state = read_state(source, "model.weights checkpoint")
     if not isinstance(state, dict):
-        raise CheckpointError(f"{source} holds a {type(state).__name__}, not model weights")
+        raise CheckpointError(f"{source} holds an object of type {type(state).__name__}, "
+                              "not model weights")
     if "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     own = model.state_dict()

@@ -1,12 +1,17 @@
 """Pretrained weights named by URL: downloaded once into a cache, checked by SHA-256.
 
 The public ImageNet releases reidlab loads are listed in :data:`RELEASES` with the digest
-each is checked against. Their file names follow torch.hub's convention of carrying the
-first hex digits of the file's SHA-256 (``resnet50-19c8e357.pth``); where the full
-digest has not been verified, that prefix is what the download is checked against. A URL
-outside the table is checked against the prefix in its name when it has one, else
-against nothing (a warning says so). A wrong digest is an error; the bad file is removed.
-A local path needs no network.
+each is checked against: torchvision's ResNet / ResNeXt, Cadene's SE-ResNet and IBN-Net's
+v1.0 release (Pan et al., ECCV 2018). Their file names follow torch.hub's convention of
+carrying the first hex digits of the file's SHA-256 (``resnet50-19c8e357.pth``), and
+those 8 digits are exactly what torch.hub's own ``check_hash`` verifies for them. Where
+:data:`RELEASES` holds only that prefix it is what a download is checked against, the same
+check as torch.hub's; the full digests of those files were not computed here, because the
+release hosts cannot be reached from the machine this table was written on. The full
+digest is recorded where it is known from public material (``resnet50_ibn_a``), and a
+full digest in the table is checked in full. A URL outside the table is checked against
+the prefix in its name when it has one, else against nothing (a warning says so). A wrong
+digest is an error; the bad file is removed. A local path needs no network.
 
 The cache is ``$REIDLAB_CACHE`` or ``~/.cache/reidlab``, in its ``pretrained/`` folder.
 """
@@ -27,9 +32,14 @@ log = logging.getLogger("reidlab")
 _HUB_DIGEST = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9.]+$")
 _TORCHVISION = "https://download.pytorch.org/models/"
 _CADENE = "https://data.lip6.fr/cadene/pretrainedmodels/"
+_IBN_NET = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/"
 
-#: name -> (URL, SHA-256 or its leading hex digits). Only the torch.hub prefixes in the
-#: file names are recorded; full digests were not verified here.
+#: release name -> (URL, SHA-256 or its leading hex digits: the torch.hub prefix in the
+#: file name, except where the full digest is known; see the module docstring). IBN-Net's
+#: names put the variant last (``resnet50_ibn_a`` is reidlab's ``ibn_a_resnet50``,
+#: ``se_resnet101_ibn_a`` its ``se_ibn_a_resnet101``); its ``resnext101_ibn_a`` is a
+#: ResNeXt-101 32x4d and ``resnet18/34_ibn_a`` are basic-block IBN-a networks, for which
+#: reidlab registers no name. ``model.pretrained`` takes a URL or a path, not these names.
 RELEASES: dict[str, tuple[str, str]] = {
     "resnet18": (_TORCHVISION + "resnet18-5c106cde.pth", "5c106cde"),
     "resnet34": (_TORCHVISION + "resnet34-333f7ec4.pth", "333f7ec4"),
@@ -40,6 +50,17 @@ RELEASES: dict[str, tuple[str, str]] = {
     "resnext101_32x8d": (_TORCHVISION + "resnext101_32x8d-8ba56ff5.pth", "8ba56ff5"),
     "se_resnet50": (_CADENE + "se_resnet50-ce0d4300.pth", "ce0d4300"),
     "se_resnet101": (_CADENE + "se_resnet101-7e38fcc6.pth", "7e38fcc6"),
+    "resnet18_ibn_a": (_IBN_NET + "resnet18_ibn_a-2f571257.pth", "2f571257"),
+    "resnet34_ibn_a": (_IBN_NET + "resnet34_ibn_a-94bc1577.pth", "94bc1577"),
+    "resnet50_ibn_a": (
+        _IBN_NET + "resnet50_ibn_a-d9d0bb7b.pth",
+        "d9d0bb7b2ba34d7e6e12c4616c9d233914762e49fbb9fcb49d7f4d65da6f759c",
+    ),
+    "resnet101_ibn_a": (_IBN_NET + "resnet101_ibn_a-59ea0ac6.pth", "59ea0ac6"),
+    "resnext101_ibn_a": (_IBN_NET + "resnext101_ibn_a-6ace051d.pth", "6ace051d"),
+    "se_resnet101_ibn_a": (_IBN_NET + "se_resnet101_ibn_a-fabed4e2.pth", "fabed4e2"),
+    "resnet50_ibn_b": (_IBN_NET + "resnet50_ibn_b-9ca61e85.pth", "9ca61e85"),
+    "resnet101_ibn_b": (_IBN_NET + "resnet101_ibn_b-c55f6dba.pth", "c55f6dba"),
 }
 
 

@@ -118,7 +118,7 @@ def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Te
             break
         obj = inner
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{where} is a {type(obj).__name__}, expected a state dict")
+        raise ValueError(f"{where} is of type {type(obj).__name__}, expected a state dict")
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ValueError(f"{where} holds no tensors (keys: {list(obj)[:8]})")
