@@ -143,6 +143,9 @@ class ModelConfig(Section):
     # Channels of the stem and layer1 (64 in every published ResNet; 16 or 32 for CPU-sized
     # experiments; layer i has width * 2**i planes). Weights of another width cannot load.
     width: Int = 64
+    # Every residual branch's last batch norm starts at zero scale, each block as the
+    # identity (Goyal et al. 2017): for training from scratch, as the synthetic twins do.
+    zero_init_residual: Bool = False
     # IBN-b's InstanceNorm after the residual sum: in the last block of layer1 and layer2
     # (IBN-Net, Pan et al. ECCV 2018; needed for its released weights) or in every block
     # of both (the notebook's code).

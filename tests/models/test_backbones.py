@@ -486,3 +486,22 @@ def test_model_config_width_layout_and_ibn_b_blocks_reach_the_backbone():
     assert bb.layer1[0].se.fc1.bias is None
     with pytest.raises(ValueError, match="model.width"):
         ModelConfig(width=6)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "se_ibn_a_resnet50", "resnext101_32x8d"])
+def test_zero_init_residual_makes_every_block_the_identity(name):
+    """With each branch's last batch norm at zero scale (and zero shift), a block without
+    downsampling maps a non-negative input x to relu(x + 0) = x, whatever its other weights;
+    the ordinary initialisation does not."""
+    from reidlab.config import ModelConfig
+    from reidlab.models.build import build_model
+
+    torch.manual_seed(0)
+    for zero in (True, False):
+        model = build_model(ModelConfig(backbone=name, width=16, zero_init_residual=zero), 0)
+        block = model.backbone.layer3[1].eval()  # layer3: no IBN-b IN after the sum
+        channels = block.conv1.in_channels
+        x = torch.rand(2, channels, 4, 2)
+        with torch.no_grad():
+            same = torch.allclose(block(x), x, atol=1e-6)
+        assert same is zero

@@ -22,6 +22,8 @@ def build_model(
     options: dict[str, object] = {"ibn_b_blocks": cfg.ibn_b_blocks}
     if cfg.width != 64:
         options["base_width"] = cfg.width
+    if cfg.zero_init_residual:
+        options["zero_init_residual"] = True
     if cfg.layout == "torchvision":
         options.update(TORCHVISION_LAYOUT)
     backbone = build_backbone(cfg.backbone, last_stride=cfg.last_stride, weights=cfg.pretrained,

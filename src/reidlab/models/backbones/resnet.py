@@ -60,6 +60,10 @@ class ResNet(nn.Module):
             IBN-Net) or ``"conv1"`` (Caffe SE-ResNet release).
         stem_pool_ceil_mode: stem max-pool ``MaxPool2d(3, 2, ceil_mode=True)`` without
             padding (Caffe-converted SENet) instead of ``MaxPool2d(3, 2, padding=1)``.
+        zero_init_residual: start the last batch norm of every residual branch (``bn3``
+            of a bottleneck, ``bn2`` of a basic block) with zero scale, so that each block
+            begins as the identity (Goyal et al., "Accurate, Large Minibatch SGD", 2017,
+            section 5.1). For training from scratch; pretrained weights replace it.
         with_classifier: add the 1000-way ImageNet ``fc`` (parameter counts, ``classify``);
             never used by :meth:`forward`.
         num_classes: outputs of ``fc``.
@@ -85,6 +89,7 @@ class ResNet(nn.Module):
         last_stride: int = 2,
         stride_in: StrideIn = "conv2",
         stem_pool_ceil_mode: bool = False,
+        zero_init_residual: bool = False,
         with_classifier: bool = False,
         num_classes: int = 1000,
     ) -> None:
@@ -155,6 +160,10 @@ class ResNet(nn.Module):
         self.out_channels = in_channels
         self.fc = nn.Linear(in_channels, num_classes) if with_classifier else None
         self._init_weights()
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck | BasicBlock):
+                    nn.init.zeros_(m.bn3.weight if isinstance(m, Bottleneck) else m.bn2.weight)
 
     def _init_weights(self) -> None:
         for m in self.modules():
