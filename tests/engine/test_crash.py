@@ -122,7 +122,8 @@ def test_damaged_newest_state_is_skipped_with_a_message(reference, tiny, tmp_pat
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
     train(load_config(None, [*args, f"resume={run}"]))
     text = caplog.text
-    assert f"skipping full training state {newest} cannot be read: the file is truncated" in text
+    assert (f"skipping {newest.name}: full training state {newest} cannot be read: the file "
+            "is truncated") in text
     assert "resuming from" in text and "checkpoint_2.pt" in text
     assert RunDir(run).status()["status"] == "finished"
     assert_same_run(reference, run)  # the older state loses work, not exactness

@@ -142,7 +142,7 @@ def load_newest(paths: list[Path], check: Any = None) -> tuple[Path, dict[str, A
             if check is not None:
                 check(state)
         except (CheckpointError, FileNotFoundError) as err:
-            log.warning("skipping %s", err)
+            log.warning("skipping %s: %s", path.name, err)
             reasons.append(str(err))
             continue
         if reasons:

@@ -108,7 +108,8 @@ class NonFiniteLoss(FloatingPointError):
                  where: str = "") -> None:
         self.epoch, self.iteration, self.terms, self.loss = epoch, iteration, terms, loss
         bad = [k for k, v in terms.items() if not math.isfinite(v)]
-        culprit = (f"term {', '.join(map(repr, bad))} is "
+        culprit = (f"term{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
+                   f"{'are' if len(bad) > 1 else 'is'} "
                    f"{', '.join(str(terms[k]) for k in bad)}" if bad
                    else f"the weighted sum is {loss} (every term is finite)")
         values = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
