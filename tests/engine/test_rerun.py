@@ -112,6 +112,14 @@ def test_unwritable_or_invalid_output_dir(tiny, tmp_path, capsys):
     assert f"output_dir={blocker} is not a folder" in error_line(capsys)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_output_dir_where_nothing_can_be_written(tiny, capsys):
+    """/proc refuses new entries even to root (a chmod 555 folder would not stop root)."""
+    assert main(["train", *tiny(Path("/proc/reidlab-run"), 2)]) == 2
+    assert "output_dir=/proc/reidlab-run is not writable" in error_line(capsys)
+    assert not Path("/proc/reidlab-run").exists()
+
+
 def test_sample_with_replacement_allows_a_large_k_and_is_logged(tiny, tmp_path, caplog):
     from reidlab.engine.preflight import check_data
 
