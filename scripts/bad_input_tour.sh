@@ -13,7 +13,10 @@ n=0
 try() {  # try TITLE CMD...
   n=$((n+1)); local title=$1; shift
   "$@" > $B/out.$n 2> $B/err.$n; local rc=$?
-  printf '%s\t%s\t%s\n' "$title" "$rc" "$(grep -v '^\s*$' $B/err.$n | tail -1)"
+  local line; line=$(tr '\r' '\n' < $B/err.$n | grep -o 'reidlab: .*\|[A-Za-z]*Error: .*' | tail -1)
+  [ -z "$line" ] && line=$(tr '\r' '\n' < $B/err.$n | grep -v '^\s*$' | grep -v '%|' | tail -1)
+  [ -z "$line" ] && line=$(grep -v '^\s*$' $B/out.$n | tail -1)  # data check reports on stdout
+  printf '%s\t%s\t%s\n' "$title" "$rc" "$line"
 }
 reidlab train $T output_dir=$B/run > /dev/null 2>&1 || echo "reference run failed"
 snap() { find $B/run -type f -newer $B/stamp -not -path "*/test-*" 2>/dev/null; }
