@@ -364,13 +364,13 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
-def _leave_process_group() -> None:
+def _leave_process_group(together: bool = False) -> None:
     """Leave the process group a ``torchrun`` run joined (without importing torch for the
-    commands that never did)."""
+    commands that never did); ``together``: after a barrier (the command succeeded)."""
     if "torch.distributed" in sys.modules:
         from reidlab.engine.collectives import leave
 
-        leave()
+        leave(together)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         setattr(ns, target, [*getattr(ns, target), *extra])
     try:
-        return int(ns.fn(ns))
+        code = int(ns.fn(ns))
+        _leave_process_group(together=code == 0)
+        return code
     except RunInterrupted as err:
         if debug:
             raise
