@@ -55,7 +55,7 @@ def leave(together: bool = False) -> None:
     """Leave the process group, if this process joined one. ``together`` (a command that
     ended normally on every rank): wait at a barrier first, so that no rank tears its gloo
     threads down while another still exchanges with it (a rank then aborted at exit with
-    "terminate called without an active exception", once in a few dozen runs)."""
+    "terminate called without an active exception", seen once in CI)."""
     if dist.is_available() and dist.is_initialized():
         if together:
             dist.barrier()
