@@ -184,6 +184,27 @@ def _target_row(record: dict, key: str) -> dict[str, float]:
     return {"mAP": m["mAP"], "rank1": m["rank1"], "rank5": m["rank5"]}
 
 
+def _too_few_clusters(r: int, num_clusters: int, cfg: Config) -> str | None:
+    """Why round ``r`` cannot train (fewer clusters than the ids of a PK batch), or None."""
+    p_per_batch = cfg.data.batch_size // cfg.data.num_instances
+    if num_clusters >= p_per_batch:
+        return None
+    return (f"round {r}: the global clustering found {num_clusters} clusters, fewer than "
+            f"the {p_per_batch} identities a batch of {cfg.data.batch_size} / "
+            f"{cfg.data.num_instances} needs; the adaptation stops with the previous model "
+            "(a larger adapt.rho or a smaller data.batch_size finds or needs fewer clusters)")
+
+
+def _add_round_scalars(tb: Any, r: int, stats: dict[str, Any],
+                       target: dict[str, float]) -> None:
+    """Round ``r``'s clustering figures per part and target metrics, as ``adapt/*``."""
+    for part, s in stats.items():
+        for name in ("clusters", "kept", "purity", "nmi"):
+            tb.add_scalar(f"adapt/{part}/{name}", s[name], r)
+    for name, value in target.items():
+        tb.add_scalar(f"adapt/target/{name}", value, r)
+
+
 @MODES.register("adapt")
 def adapt(ctx: RunContext) -> RunResult:
     """Step 0, then ``adapt.rounds`` rounds (see the module docstring)."""
@@ -235,13 +256,8 @@ def adapt(ctx: RunContext) -> RunResult:
         log.info("round %d: %s", r, ", ".join(
             f"{p} {s['clusters']} clusters, {100 * s['kept']:.1f}% kept, purity "
             f"{s['purity']:.3f}, NMI {s['nmi']:.3f}" for p, s in stats.items()))
-        p_per_batch = rcfg.data.batch_size // rcfg.data.num_instances
-        if g.num_clusters < p_per_batch:  # no PK batch: the adaptation ends at this round
-            reason = (f"round {r}: the global clustering found {g.num_clusters} clusters, "
-                      f"fewer than the {p_per_batch} identities a batch of "
-                      f"{rcfg.data.batch_size} / {rcfg.data.num_instances} needs; the "
-                      "adaptation stops with the previous model (a larger adapt.rho or a "
-                      "smaller data.batch_size finds or needs fewer clusters)")
+        reason = _too_few_clusters(r, g.num_clusters, rcfg)
+        if reason:  # no PK batch: the adaptation ends at this round
             log.warning("%s", reason)
             rows = rows[:r] + [{"round": r, "name": f"round {r}", "clusters": stats,
                                 "stopped": reason, "seconds": time.time() - t0}]
@@ -262,11 +278,7 @@ def adapt(ctx: RunContext) -> RunResult:
         if ctx.writes:
             write_json(ctx.run.path / ROUNDS_FILE, {"eps": eps, "rounds": rows})
             assert tb is not None
-            for p, s in stats.items():
-                for name in ("clusters", "kept", "purity", "nmi"):
-                    tb.add_scalar(f"adapt/{p}/{name}", s[name], r)
-            for name, value in rows[-1]["target"].items():
-                tb.add_scalar(f"adapt/target/{name}", value, r)
+            _add_round_scalars(tb, r, stats, rows[-1]["target"])
             stage.finish_stage(model.state_dict())  # after its row: the next round needs it
     if ctx.writes:
         write_json(ctx.run.path / ROUNDS_FILE, {"eps": eps, "rounds": rows,
